@@ -256,14 +256,12 @@ expect "YAML file via PORTPATROL_CONFIG" 0 "${mount_config[@]}" \
 expect "wrapper form, command exits 7" 7 "$image" "127.0.0.1:$port" -- sh -c 'exit 7'
 expect "wrapper form, /nonexistent" 127 "$image" "127.0.0.1:$port" -- /nonexistent
 
-# (f) nothing runs as root: the image's own USER, with no --user given, for the wrapped command...
-hardened=("${common[@]}" --network host)
+# (f) nothing runs as root: the wrapped command's ids...
 prun 60 "$image" "127.0.0.1:$port" -- sh -c 'echo "ids=$(id -u):$(id -g):$(id -G)"'
-hardened=("${common[@]}" --user 65532:65532 --network host)
 if [[ $rc == 0 ]] && grep -qx 'ids=65532:65532:65532' "$work/out"; then
-  pass "image's USER: wrapped command runs as uid 65532, gid 65532, groups 65532"
+  pass "wrapped command runs as uid 65532, gid 65532, groups 65532"
 else
-  fail "image's USER: exit $rc, want ids=65532:65532:65532 in the output"
+  fail "wrapped command ids: exit $rc, want ids=65532:65532:65532 in the output"
 fi
 
 # Every module that portpatrol and its libraries import comes from .pyc compiled at build time, so a
@@ -319,13 +317,16 @@ term() {
   cp "$work/bg.out" "$work/out"
 }
 
-# ...and every process of a container that is waiting, tini included, with no capabilities at all.
+# ...and every process of a container that is waiting, tini included, with no capabilities at all; here
+# with no --user, so it is the image's own USER.
 name="portpatrol-ci-$$-wait"
+hardened=("${common[@]}" --network host)
 start_bg "$name" -e TARGET_ADDRESS="127.0.0.1:$closed" -e CHECK_INTERVAL=1s "$image"
+hardened=("${common[@]}" --user 65532:65532 --network host)
 until_true 30 test -s "$work/bg.out" || true   # its first log line
 if podman top "$name" user group capeff pid args >"$work/out" 2>&1 && (($(wc -l <"$work/out") >= 3)) \
   && awk 'NR > 1 && !($1 == "65532" && $2 == "65532" && $3 == "none") { bad = 1 } END { exit bad }' "$work/out"; then
-  pass "while waiting, every process is 65532:65532 with no capabilities ($(($(wc -l <"$work/out") - 1)) processes)"
+  pass "image's USER: while waiting, every process is 65532:65532 with no capabilities ($(($(wc -l <"$work/out") - 1)) processes)"
 else
   fail "processes of a waiting container (podman top)"
 fi
@@ -342,7 +343,7 @@ if [[ $rc == 143 ]]; then pass "SIGTERM to the wrapped command: exit 143 in ${el
 
 # Under an outer init (docker run --init, compose init: true, a shared process namespace) tini is not
 # PID 1; as a subreaper (-s) it still reaps and says nothing. The host's tini-static plays the outer init.
-prun 60 --init --init-path /usr/bin/tini-static "$image" "127.0.0.1:$port"
+prun 60 --init --init-path /usr/bin/tini-static -e TARGET_ADDRESS="127.0.0.1:$port" "$image"
 if [[ $rc == 0 ]] && ! grep -q 'WARN  tini' "$work/out"; then
   pass "under an outer init (--init): exit 0, no tini warning"
 else

@@ -1,0 +1,3 @@
+from portpatrol.cli import run
+
+run()

@@ -1,0 +1,156 @@
+"""HTTP(S): one request, ready when the status is in the expected set. The body is never read.
+
+httpx bounds each read and write, not a whole request, so a peer that drips one byte a second
+would hold an attempt forever. The network backend below gives every socket operation only
+the time left until the attempt's deadline, and resolves names through the bounded resolver."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from collections.abc import Iterable
+from functools import cache
+from typing import Any
+
+import httpcore
+import httpx
+
+from portpatrol.checks import NotReady, net
+from portpatrol.model import HttpSpec
+from portpatrol.sources.values import format_duration
+
+
+class _Backend(httpcore.NetworkBackend):
+    def __init__(self, bound: float) -> None:
+        self.bound = bound
+        self.deadline = 0.0
+
+    def left(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise httpcore.ReadTimeout(f"no answer within {format_duration(self.bound)}")
+        return left
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        try:
+            sock = net.connect(host, port, self.deadline, self.bound)
+        except NotReady as error:
+            raise httpcore.ConnectError(str(error)) from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return _Stream(sock, self)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class _Stream(httpcore.NetworkStream):
+    def __init__(self, sock: socket.socket, backend: _Backend) -> None:
+        self.sock = sock
+        self.backend = backend
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            self.sock.settimeout(self.backend.left())
+            return self.sock.recv(max_bytes)
+        except OSError as error:
+            raise self._mapped(error, httpcore.ReadTimeout, httpcore.ReadError) from None
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        try:
+            while buffer:
+                self.sock.settimeout(self.backend.left())
+                buffer = buffer[self.sock.send(buffer) :]
+        except OSError as error:
+            raise self._mapped(error, httpcore.WriteTimeout, httpcore.WriteError) from None
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        try:
+            self.sock.settimeout(self.backend.left())
+            tls = ssl_context.wrap_socket(self.sock, server_hostname=server_hostname)
+        except ssl.SSLCertVerificationError as error:
+            self.sock.close()
+            raise httpcore.ConnectError(f"TLS certificate: {error.verify_message}") from None
+        except OSError as error:
+            self.sock.close()
+            raise self._mapped(
+                error, httpcore.ConnectTimeout, httpcore.ConnectError, "TLS handshake: "
+            ) from None
+        return _Stream(tls, self.backend)
+
+    def get_extra_info(self, info: str) -> object:
+        if info == "ssl_object" and isinstance(self.sock, ssl.SSLSocket):
+            return self.sock  # httpcore asks it for the negotiated ALPN protocol
+        if info == "socket":
+            return self.sock
+        return None
+
+    def _mapped(
+        self, error: OSError, on_timeout: type[Exception], otherwise: type[Exception], prefix: str = ""
+    ) -> Exception:
+        if isinstance(error, TimeoutError):
+            return on_timeout(f"{prefix}no answer within {format_duration(self.backend.bound)}")
+        if isinstance(error, ssl.SSLError):
+            return otherwise(prefix + (error.reason or "TLS error").lower().replace("_", " "))
+        return otherwise(prefix + net.reason(error, self.backend.bound))
+
+
+@cache
+def _ssl_context(verify: bool) -> ssl.SSLContext:
+    """One context per kind, shared by all targets: loading CA certificates is slow.
+    Verifying uses the system store (which honours SSL_CERT_FILE) and certifi's."""
+    context = ssl.create_default_context()
+    if verify:
+        import certifi
+
+        context.load_verify_locations(certifi.where())
+    else:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class HttpCheck:
+    def __init__(self, spec: HttpSpec, dial_timeout: float) -> None:
+        self.spec = spec
+        self.backend = _Backend(dial_timeout)
+        transport = httpx.HTTPTransport(
+            verify=_ssl_context(not spec.skip_tls_verify),
+            proxy=spec.proxy,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
+        # httpx has no parameter for httpcore's network backend; the pool keeps it here.
+        transport._pool._network_backend = self.backend
+        self.client = httpx.Client(
+            transport=transport,
+            trust_env=False,  # the source already chose the proxy from the environment
+            follow_redirects=spec.follow_redirects,
+            max_redirects=10,
+            timeout=dial_timeout,
+        )
+
+    def attempt(self) -> None:
+        self.backend.deadline = time.monotonic() + self.backend.bound
+        try:
+            with self.client.stream(
+                self.spec.method, self.spec.url, headers=list(self.spec.headers)
+            ) as response:
+                status = response.status_code
+        except httpx.TooManyRedirects:
+            raise NotReady("more than 10 redirects") from None
+        except httpx.HTTPError as error:
+            raise NotReady(net.lower_first(str(error).rstrip(".") or type(error).__name__)) from None
+        if status not in self.spec.expected:
+            raise NotReady(f"status {status}, expected {self.spec.expected}")

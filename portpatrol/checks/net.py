@@ -1,0 +1,112 @@
+"""Name resolution and connecting, both bounded by a deadline.
+
+getaddrinfo() cannot be interrupted and may block far longer than an attempt's bound when no
+resolver answers, so lookups run in a helper thread that the attempt stops waiting for at its
+deadline. A lookup still running is shared by the next attempt instead of starting another,
+so a dead resolver costs one thread per name, not one per attempt."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from portpatrol.checks import NotReady
+from portpatrol.sources.values import format_duration
+
+AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[Any, ...]]
+
+
+class _Lookup:
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.done = threading.Event()
+        self.result: Sequence[AddrInfo] = []
+        self.error: str | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = socket.getaddrinfo(self.host, None, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as error:
+            self.error = _gai_reason(error)
+        finally:
+            with _lock:
+                _running.pop(self.host, None)
+            self.done.set()
+
+
+_lock = threading.Lock()
+_running: dict[str, _Lookup] = {}
+
+
+def _gai_reason(error: Exception) -> str:
+    if isinstance(error, socket.gaierror) and error.errno in (socket.EAI_NONAME, socket.EAI_NODATA):
+        return "no such host"
+    if isinstance(error, OSError) and error.strerror:
+        return lower_first(error.strerror)
+    return str(error) or type(error).__name__
+
+
+def resolve(host: str, deadline: float) -> Sequence[AddrInfo]:
+    """Every address `host` resolves to, IP literals at once, names by deadline."""
+    try:
+        return socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except (socket.gaierror, UnicodeError):
+        pass
+    with _lock:
+        lookup = _running.get(host)
+        if lookup is None:
+            lookup = _running[host] = _Lookup(host)
+            threading.Thread(target=lookup.run, name=f"lookup {host}", daemon=True).start()
+    if not lookup.done.wait(max(0.0, deadline - time.monotonic())):
+        raise NotReady(f"lookup {host}: no answer in time")
+    if lookup.error is not None:
+        raise NotReady(f"lookup {host}: {lookup.error}")
+    return lookup.result
+
+
+def connect(host: str, port: int, deadline: float, bound: float) -> socket.socket:
+    """A connected socket to the first address of `host` that accepts, within the deadline.
+    `bound` is only for the message when time runs out."""
+    reasons: dict[str, str] = {}
+    for family, kind, proto, _, sockaddr in resolve(host, deadline):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        peer = (sockaddr[0], port, *sockaddr[2:])
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(left)
+            sock.connect(peer)
+        except OSError as error:
+            sock.close()
+            reasons[_show(family, peer[0], port)] = reason(error, bound)
+            continue
+        return sock
+    if not reasons:
+        raise NotReady(f"no answer within {format_duration(bound)}")
+    if len(set(reasons.values())) == 1:
+        raise NotReady(next(iter(reasons.values())))
+    raise NotReady("; ".join(f"{peer}: {why}" for peer, why in reasons.items()))
+
+
+def _show(family: socket.AddressFamily, ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if family == socket.AF_INET6 else f"{ip}:{port}"
+
+
+def reason(error: OSError, bound: float) -> str:
+    """A socket error in a few lower-case words, as a log line shows it."""
+    if isinstance(error, TimeoutError) or error.errno in (errno.ETIMEDOUT, errno.EAGAIN):
+        return f"no answer within {format_duration(bound)}"
+    if error.errno is not None:
+        return lower_first(os.strerror(error.errno))
+    return str(error) or type(error).__name__
+
+
+def lower_first(text: str) -> str:
+    """`Connection refused` -> `connection refused`; `TLS failed` stays."""
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text

@@ -1,0 +1,33 @@
+"""The one exception tree. The cli maps each to an exit status."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with the input: where it is, and what to write instead."""
+
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+class PortpatrolError(Exception):
+    """Base of everything portpatrol raises on purpose."""
+
+
+class ConfigError(PortpatrolError):
+    """The input is invalid. Carries every problem found, not just the first."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(map(str, self.problems)))
+
+
+class SetupError(PortpatrolError):
+    """The checks cannot run at all here (for example ICMP is not permitted)."""

@@ -1,0 +1,92 @@
+"""Turns events into log lines: the original's text format, or JSON lines with the same keys.
+Redaction lives here: every value is scrubbed of its target's secrets before it is written."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+from portpatrol import __version__
+from portpatrol.model import Target
+from portpatrol.runner import AllReady, Event, Failed, GaveUp, Ready, Waiting
+from portpatrol.sources.values import format_duration
+
+_NEEDS_QUOTES = re.compile(r'[\s="\x00-\x1f\x7f]')
+MASK = "***"
+
+
+def scrub(text: str, secrets: frozenset[str]) -> str:
+    # Longest first, so a secret containing another is masked whole.
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
+def elapsed(seconds: float) -> str:
+    return format_duration(round(seconds, 3))
+
+
+class LogWriter:
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        json_lines: bool = False,
+        extra_fields: bool = False,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.stream = stream
+        self.json_lines = json_lines
+        self.extra_fields = extra_fields
+        self.now = now
+
+    def __call__(self, event: Event) -> None:
+        match event:
+            case Waiting(target):
+                self.write("INFO", f"Waiting for {target.name} to become ready...", target)
+            case Failed(target, error):
+                self.write("WARN", f"{target.name} is not ready ✗", target, error=error)
+            case Ready(target):
+                self.write("INFO", f"{target.name} is ready ✓", target)
+            case GaveUp(target, error, attempts):
+                fields = {"error": error or "no attempt finished", "attempts": str(attempts)}
+                self.write("ERROR", f"{target.name} did not become ready in time ✗", target, **fields)
+            case AllReady(count, seconds):
+                msg = "1 target is ready" if count == 1 else f"All {count} targets are ready"
+                self.write("INFO", msg, elapsed=elapsed(seconds))
+
+    def write(self, level: str, msg: str, target: Target | None = None, **fields: str) -> None:
+        record = {"time": self._time(), "level": level, "msg": msg}
+        if target is not None and self.extra_fields:
+            record |= {
+                "target_address": target.address,
+                "interval": format_duration(target.timing.interval),
+                "dial_timeout": format_duration(target.timing.dial_timeout),
+                "checker_type": target.kind.value,
+                "version": __version__,
+            }
+        record |= fields
+        if target is not None and target.secrets:
+            record = {key: scrub(value, target.secrets) for key, value in record.items()}
+        if self.json_lines:
+            line = json.dumps(record, ensure_ascii=False)
+        else:
+            line = " ".join(f"{key}={_text_value(value)}" for key, value in record.items())
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed log stream must not change the outcome of the wait
+
+    def _time(self) -> str:
+        now = self.now()
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+
+
+def _text_value(value: str) -> str:
+    if value and not _NEEDS_QUOTES.search(value):
+        return value
+    return json.dumps(value, ensure_ascii=False)

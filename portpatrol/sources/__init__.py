@@ -1,0 +1,80 @@
+"""Sources turn what a user wrote into typed targets, collecting every problem at once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+from portpatrol import __version__
+from portpatrol.errors import Problem
+from portpatrol.model import HttpSpec, IcmpSpec, Kind, Spec, StatusCodes, Target, TcpSpec, Timing
+from portpatrol.sources.values import Address, select_proxy
+
+T = TypeVar("T")
+
+USER_AGENT = f"portpatrol/{__version__}"
+
+
+class Collector:
+    """Runs parsers and keeps every failure as a Problem instead of stopping at the first."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def parse(self, where: str, text: str, parser: Callable[[str], T]) -> T | None:
+        try:
+            return parser(text)
+        except ValueError as error:
+            self.problems.append(Problem(where, str(error)))
+            return None
+
+    def add(self, where: str, message: str) -> None:
+        self.problems.append(Problem(where, message))
+
+
+def http_spec(
+    address: Address,
+    *,
+    method: str,
+    headers: tuple[tuple[str, str], ...],
+    expected: StatusCodes,
+    skip_tls_verify: bool,
+    environ: Mapping[str, str],
+    collector: Collector,
+    where: str,
+) -> tuple[HttpSpec, frozenset[str]]:
+    """The HTTP spec for an address, with the proxy the environment selects for it.
+    Returns the secrets it holds (header values, proxy passwords) beside it."""
+    assert address.url is not None
+    if not any(name.lower() == "user-agent" for name, _ in headers):
+        headers = (("User-Agent", USER_AGENT), *headers)
+    proxy = collector.parse(where, address.url, lambda url: select_proxy(url, environ))
+    secrets = frozenset(value for _, value in headers if value and value != USER_AGENT)
+    proxy_url = None
+    if proxy is not None:
+        from portpatrol.sources.values import parse_address
+
+        proxy_url = proxy[1]
+        try:
+            secrets |= parse_address(proxy_url, None, "").secrets
+        except ValueError as error:
+            collector.add(proxy[0], f"not a proxy URL: {error}")
+    spec = HttpSpec(address.url, method, headers, expected, skip_tls_verify, proxy_url)
+    return spec, secrets
+
+
+def target(
+    address: Address,
+    name: str | None,
+    timing: Timing,
+    spec: Spec | None,
+    secrets: frozenset[str] = frozenset(),
+) -> Target:
+    """A target from its parsed parts; `spec` is needed for HTTP and ICMP, TCP derives it."""
+    if spec is None:
+        assert address.kind is Kind.TCP
+        assert address.port is not None
+        spec = TcpSpec(address.host, address.port)
+    elif address.kind is Kind.ICMP:
+        assert isinstance(spec, IcmpSpec)
+    return Target(name or address.host, address.display, spec, timing, secrets | address.secrets)

@@ -1,0 +1,318 @@
+"""Parsers shared by every source. Each takes text and returns a typed value or raises
+ValueError whose message says what is wrong and shows a valid example."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from portpatrol.model import Kind, StatusCodes
+
+DURATION_EXAMPLE = "use a unit, e.g. 5s, 500ms, 1m30s"
+
+_NS = {
+    "ns": 1,
+    "us": 10**3,
+    "µs": 10**3,
+    "μs": 10**3,
+    "ms": 10**6,
+    "s": 10**9,
+    "m": 60 * 10**9,
+    "h": 3600 * 10**9,
+}
+_PIECE = r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)"
+_DURATION = re.compile(f"(?:{_PIECE})+")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})
+_FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+_SCHEME_KINDS = {"tcp": Kind.TCP, "http": Kind.HTTP, "https": Kind.HTTP, "icmp": Kind.ICMP}
+_SECRET_QUERY = re.compile(r"(?i)token|key|secret|pass|pwd|auth|sig|credential|session|code")
+# Characters that never belong in a host name; catches typos such as `http://exam ple.com`.
+_BAD_HOST = re.compile(r"[\s\x00-\x1f\x7f/\\?#@\[\]<>\"'{}|^`%,;]")
+
+
+def quote(value: str, limit: int = 80) -> str:
+    """A value as it appears in an error line: quoted, escaped, and cut when huge."""
+    if len(value) > limit:
+        value = value[:limit] + "…"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def parse_duration(text: str) -> float:
+    """Go's duration syntax (`2s`, `500ms`, `1m30s`, `1.5h`) to seconds; must be > 0."""
+    if not _DURATION.fullmatch(text):
+        raise ValueError(f"not a duration ({DURATION_EXAMPLE})")
+    ns = sum(float(number) * _NS[unit] for number, unit in re.findall(_PIECE, text))
+    if ns < 1:
+        raise ValueError(f"must be greater than 0 ({DURATION_EXAMPLE})")
+    return ns / 1e9
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds in Go's Duration.String form: `2s`, `500ms`, `1m30s`, `1h0m0s`."""
+    ns = round(seconds * 1e9)
+    if ns == 0:
+        return "0s"
+    sign, ns = ("-", -ns) if ns < 0 else ("", ns)
+    if ns < 10**9:
+        unit, size = ("ns", 1) if ns < 10**3 else ("µs", 10**3) if ns < 10**6 else ("ms", 10**6)
+        return sign + _decimal(ns, size) + unit
+    hours, rest = divmod(ns, 3600 * 10**9)
+    minutes, rest = divmod(rest, 60 * 10**9)
+    text = _decimal(rest, 10**9) + "s"
+    if hours or minutes:
+        text = f"{minutes}m{text}"
+    if hours:
+        text = f"{hours}h{text}"
+    return sign + text
+
+
+def _decimal(value: int, size: int) -> str:
+    whole, frac = divmod(value, size)
+    if not frac:
+        return str(whole)
+    return f"{whole}.{str(frac).rjust(len(str(size)) - 1, '0').rstrip('0')}"
+
+
+def parse_bool(text: str) -> bool:
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError("not a boolean (use true or false)")
+
+
+def parse_method(text: str) -> str:
+    if not _TOKEN.fullmatch(text):
+        raise ValueError("not an HTTP method (e.g. GET, HEAD, POST)")
+    return text
+
+
+def parse_status_codes(text: str) -> StatusCodes:
+    """`200,301-302,404,500-502`: codes and inclusive ranges, all within 100-599."""
+    example = "(e.g. 200,301-302,500-502)"
+    ranges: list[tuple[int, int]] = []
+    for raw in text.split(","):
+        piece = raw.strip()
+        low, dash, high = piece.partition("-")
+        bounds = (low.strip(), high.strip()) if dash else (low, low)
+        if not all(b.isascii() and b.isdigit() for b in bounds):
+            raise ValueError(f"{quote(piece)} is not a status code or range {example}")
+        lo, hi = int(bounds[0]), int(bounds[1])
+        if not (100 <= lo <= 599 and 100 <= hi <= 599):
+            raise ValueError(f"{quote(piece)} is outside 100-599 {example}")
+        if lo > hi:
+            raise ValueError(f"{quote(piece)} is a range that ends before it starts {example}")
+        ranges.append((lo, hi))
+    return StatusCodes(tuple(ranges))
+
+
+def parse_headers(text: str, allow_duplicates: bool) -> tuple[tuple[str, str], ...]:
+    """`Name=value,Other=value`: split on commas, each on its first `=`. Error messages name
+    the piece by its position and never quote a value, which may be a credential."""
+    example = "(e.g. Authorization=Bearer token,Accept=application/json)"
+    headers: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for number, piece in enumerate(text.split(","), 1):
+        if not piece.strip():
+            continue
+        name, eq, value = piece.partition("=")
+        name, value = name.strip(), value.strip()
+        if not eq:
+            raise ValueError(f"header {number} has no '=' between name and value {example}")
+        if not _TOKEN.fullmatch(name):
+            shown = "an empty name" if not name else f"the name {quote(name, 40)}, which is not valid"
+            raise ValueError(f"header {number} has {shown} {example}")
+        if re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value):
+            raise ValueError(f"header {quote(name)} has a control character in its value {example}")
+        if name.lower() in seen and not allow_duplicates:
+            raise ValueError(
+                f"header {quote(name)} is given twice (set HTTP_ALLOW_DUPLICATE_HEADERS=true to send both)"
+            )
+        seen.add(name.lower())
+        headers.append((name, value))
+    return tuple(headers)
+
+
+def parse_check_type(text: str) -> str:
+    kind = text.strip().lower()
+    if kind not in _SCHEME_KINDS:
+        raise ValueError("not a check type (use tcp, http, https or icmp)")
+    return kind
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    kind: Kind
+    host: str  # as written, IPv6 brackets removed; the inferred name
+    port: int | None
+    url: str | None  # HTTP only: the URL requested
+    display: str  # the address with passwords masked
+    secrets: frozenset[str]
+
+
+def parse_address(text: str, check_type: str | None, type_key: str) -> Address:
+    """An address in any documented form. `check_type` is an already parsed type, or None;
+    `type_key` names where it came from, for the message when the two contradict."""
+    text = text.strip()
+    scheme_match = _SCHEME.match(text)
+    scheme = scheme_match.group(1).lower() if scheme_match else None
+    if scheme is not None and scheme not in _SCHEME_KINDS:
+        raise ValueError(f"unknown scheme {quote(scheme)} (use tcp://, http://, https:// or icmp://)")
+    if scheme and check_type and _SCHEME_KINDS[scheme] is not _SCHEME_KINDS[check_type]:
+        raise ValueError(
+            f"the scheme {quote(scheme)} contradicts {type_key} {quote(check_type)} "
+            f"(drop one, or make them agree, e.g. {scheme}://host:port)"
+        )
+    kind_name = scheme or check_type or "tcp"
+    kind = _SCHEME_KINDS[kind_name]
+    rest = text[scheme_match.end() :] if scheme_match else text
+    if kind is Kind.HTTP:
+        return _http_address(f"{kind_name}://{rest}")
+    if kind is Kind.ICMP:
+        return _icmp_address(rest)
+    return _tcp_address(rest)
+
+
+def _tcp_address(rest: str) -> Address:
+    example = "(e.g. db:5432, tcp://db:5432 or [::1]:5432)"
+    netloc, _, tail = rest.partition("/")
+    if tail:
+        raise ValueError(f"a TCP address has no path {example}")
+    userinfo, host, port = _split_netloc(netloc, example)
+    if port is None:
+        raise ValueError(f"a TCP address needs a port {example}")
+    display, secrets = _mask_userinfo(userinfo, rest)
+    return Address(Kind.TCP, host, port, None, display, secrets)
+
+
+def _icmp_address(rest: str) -> Address:
+    example = "(e.g. icmp://gateway, icmp://10.0.0.1 or icmp://[::1])"
+    host = rest[1:-1] if rest.startswith("[") and rest.endswith("]") else rest
+    if host != rest or ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"an ICMP address takes no port or path {example}") from None
+    elif not host or _BAD_HOST.search(host):
+        raise ValueError(f"not a host name or IP address {example}")
+    return Address(Kind.ICMP, host, None, None, rest, frozenset())
+
+
+def _http_address(url: str) -> Address:
+    example = "(e.g. http://api:8080/healthz)"
+    if re.search(r"[\s\x00-\x1f\x7f]", url):
+        raise ValueError(f"a URL has no spaces or control characters {example}")
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:
+        raise ValueError(f"not a URL: {error} {example}") from None
+    userinfo, host, port = _split_netloc(parts.netloc, example)
+    display, secrets = _mask_userinfo(userinfo, url)
+    query = []
+    for pair in parts.query.split("&") if parts.query else ():
+        name, eq, value = pair.partition("=")
+        secret = bool(eq and value and _SECRET_QUERY.search(name))
+        if secret:
+            secrets |= {value, unquote(value)}
+        query.append(f"{name}=***" if secret else pair)
+    if secrets and parts.query:
+        display = display.replace(parts.query, "&".join(query), 1)
+    return Address(Kind.HTTP, host, port, url, display, secrets)
+
+
+def _split_netloc(netloc: str, example: str) -> tuple[str, str, int | None]:
+    userinfo, _, hostport = netloc.rpartition("@")
+    port_text: str | None
+    if hostport.startswith("["):
+        host, bracket, after = hostport[1:].partition("]")
+        if not bracket or (after and not after.startswith(":")):
+            raise ValueError(f"not a bracketed IPv6 address {example}")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{quote(host)} is not an IPv6 address {example}") from None
+        port_text = after[1:] if after else None
+    else:
+        if hostport.count(":") > 1:
+            raise ValueError(f"an IPv6 address with a port goes in brackets {example}")
+        host, colon, port_text_raw = hostport.partition(":")
+        port_text = port_text_raw if colon else None
+        if not host:
+            raise ValueError(f"the address has no host {example}")
+        if _BAD_HOST.search(host):
+            raise ValueError(f"{quote(host)} is not a host name {example}")
+    if port_text is None:
+        return userinfo, host, None
+    if not (port_text.isascii() and port_text.isdigit() and 1 <= int(port_text) <= 65535):
+        raise ValueError(f"the port must be a number from 1 to 65535 {example}")
+    return userinfo, host, int(port_text)
+
+
+def _mask_userinfo(userinfo: str, text: str) -> tuple[str, frozenset[str]]:
+    """Hide the password of `user:password@` (or a bare `token@`) in the display form."""
+    if not userinfo:
+        return text, frozenset()
+    user, colon, password = userinfo.partition(":")
+    hidden = password if colon else user
+    masked = f"{user}:***" if colon else "***"
+    secrets = frozenset(s for s in (hidden, unquote(hidden)) if s)
+    return text.replace(userinfo + "@", masked + "@", 1), secrets
+
+
+def select_proxy(url: str, environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """The proxy for `url` by the usual variables (lower case wins over upper case), as
+    (variable, proxy URL), or None when none is set or NO_PROXY bypasses the host."""
+    parts = urlsplit(url)
+    found = _proxy_variable(environ, f"{parts.scheme}_proxy") or _proxy_variable(environ, "all_proxy")
+    if found is None:
+        return None
+    no_proxy = _proxy_variable(environ, "no_proxy")
+    if no_proxy and _bypassed(parts.hostname or "", parts.port, no_proxy[1]):
+        return None
+    key, proxy = found
+    if "://" not in proxy:
+        proxy = "http://" + proxy
+    if urlsplit(proxy).scheme.lower() not in ("http", "https"):
+        raise ValueError(f"{key}: only http:// and https:// proxies are supported (e.g. http://proxy:3128)")
+    return key, proxy
+
+
+def _proxy_variable(environ: Mapping[str, str], name: str) -> tuple[str, str] | None:
+    for key in (name.lower(), name.upper()):
+        if environ.get(key, "").strip():
+            return key, environ[key].strip()
+    return None
+
+
+def _bypassed(host: str, port: int | None, no_proxy: str) -> bool:
+    host = host.lower()
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    for raw in no_proxy.split(","):
+        entry = raw.strip().lower()
+        if entry == "*":
+            return True
+        if not entry:
+            continue
+        if ip is not None:
+            try:
+                if ip in ipaddress.ip_network(entry.strip("[]"), strict=False):
+                    return True
+                continue
+            except ValueError:
+                pass
+        name, _, entry_port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+        if entry_port and entry_port != str(port):
+            continue
+        name = name.lstrip(".")
+        if host == name or host.endswith("." + name):
+            return True
+    return False
