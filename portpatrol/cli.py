@@ -26,6 +26,7 @@ environment variables (the original PortPatrol's; an empty variable counts as un
   TARGET_CHECK_TYPE     tcp, http, https or icmp (default: from the scheme, else tcp)
   CHECK_INTERVAL        pause after a failed attempt (default: 2s; durations like 500ms, 5s, 1m30s)
   DIAL_TIMEOUT          bound on one whole attempt (default: 1s)
+  SUCCESS_THRESHOLD     consecutive successful attempts that make a target ready (default: 1)
   LOG_EXTRA_FIELDS      add target_address, interval, dial_timeout, checker_type, version (default: false)
   LOG_FORMAT            text (default) or json
   HTTP_METHOD           HTTP method (default: GET)

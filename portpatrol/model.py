@@ -14,10 +14,12 @@ class Kind(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Timing:
-    """Seconds. `interval` is the pause after a failed attempt; `dial_timeout` bounds one attempt."""
+    """Seconds. `interval` is the pause after a failed attempt; `dial_timeout` bounds one attempt;
+    a target is ready after `success_threshold` consecutive successful attempts."""
 
     interval: float = 2.0
     dial_timeout: float = 1.0
+    success_threshold: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +91,11 @@ class Target:
         """The longest one attempt may take."""
         extra = self.spec.read_timeout if isinstance(self.spec, IcmpSpec) else 0.0
         return self.timing.dial_timeout + extra
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything to wait for, compiled from every source."""
+
+    targets: tuple[Target, ...]
+    timeout: float | None = None  # the overall deadline in seconds; None waits forever

@@ -66,6 +66,7 @@ class Progress:
 
     target: Target
     attempts: int = 0
+    successes: int = 0  # consecutive
     last_error: str | None = None
     ready_after: float | None = None
 
@@ -123,14 +124,19 @@ class Runner:
                 continue
             item = self.progress[index]
             item.attempts += 1
+            timing = item.target.timing
             if error is None:
-                item.ready_after = finished - start
-                pending -= 1
-                self.emit(Ready(item.target, item.attempts, item.ready_after))
-                continue
-            item.last_error = error
-            self.emit(Failed(item.target, error, item.attempts))
-            wait = pause(item.target.timing.interval, self.jitter, self.draw())
+                item.successes += 1
+                if item.successes >= timing.success_threshold:
+                    item.ready_after = finished - start
+                    pending -= 1
+                    self.emit(Ready(item.target, item.attempts, item.ready_after))
+                    continue
+            else:
+                item.successes = 0
+                item.last_error = error
+                self.emit(Failed(item.target, error, item.attempts))
+            wait = pause(timing.interval, self.jitter, self.draw())
             heapq.heappush(due, (finished + wait, index))
         self.emit(AllReady(len(self.progress), self.clock() - start))
         return True

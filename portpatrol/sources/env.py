@@ -16,6 +16,7 @@ from portpatrol.sources.values import (
     parse_headers,
     parse_method,
     parse_status_codes,
+    parse_threshold,
     quote,
 )
 
@@ -84,7 +85,13 @@ def targets(environ: Mapping[str, str]) -> list[Target]:
     address = collector.parse(
         env.where("TARGET_ADDRESS"), text, lambda t: parse_address(t, check_type, "TARGET_CHECK_TYPE")
     )
-    timing = Timing(env.duration("CHECK_INTERVAL", 2.0), env.duration("DIAL_TIMEOUT", 1.0))
+    threshold_text = env.get("SUCCESS_THRESHOLD")
+    threshold = (
+        None
+        if threshold_text is None
+        else collector.parse(env.where("SUCCESS_THRESHOLD"), threshold_text, parse_threshold)
+    )
+    timing = Timing(env.duration("CHECK_INTERVAL", 2.0), env.duration("DIAL_TIMEOUT", 1.0), threshold or 1)
     if address is None:
         raise ConfigError(collector.problems)
 

