@@ -143,6 +143,7 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
     tar --numeric-owner --xattrs -C "$rootfs" -cf "$tarball.part" .
     mv "$tarball.part" "$tarball"
+    find "$cache" -maxdepth 1 -name 'base-*.tar' ! -name "${tarball##*/}" -delete   # older recipes
     rm -rf --one-file-system "$rootfs"
     log "base: debootstrap took $((SECONDS - t0))s"
   else
