@@ -1,4 +1,4 @@
-"""The command line: the only place that picks an exit status."""
+"""The command line: the only place that picks an exit status or execs."""
 
 from __future__ import annotations
 
@@ -9,14 +9,38 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import FrameType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from portpatrol import __version__
 from portpatrol.errors import ConfigError, Problem, SetupError
+from portpatrol.model import Plan, Timing
+from portpatrol.sources.env import LogSettings
+
+if TYPE_CHECKING:
+    from portpatrol.runner import Progress, Runner
 
 EXIT_READY = 0
 EXIT_CONFIG = 2
 EXIT_TIMEOUT = 124
+EXIT_CANNOT_EXECUTE = 126
+EXIT_NOT_FOUND = 127
+
+USAGE = """\
+portpatrol [options] [TARGET ...] [-- COMMAND [ARG ...]]
+       portpatrol validate [options] [TARGET ...]
+       portpatrol schema"""
+
+DESCRIPTION = """\
+Wait until TCP ports, HTTP endpoints and ICMP hosts are ready, then exit 0, or, with
+-- COMMAND, become COMMAND (same PID; its exit status is yours).
+
+Targets come from three sources, combined: TARGET arguments (db:5432, tcp://db:5432,
+http://api:8080/healthz, icmp://gateway), a YAML file (--config), and the original
+PortPatrol's environment variables (TARGET_ADDRESS and friends, below).
+
+commands:
+  validate   compile every source, print the resolved plan on standard output, touch no network
+  schema     print the JSON Schema of the config file"""
 
 ENVIRONMENT_HELP = """\
 environment variables (the original PortPatrol's; an empty variable counts as unset):
@@ -28,7 +52,7 @@ environment variables (the original PortPatrol's; an empty variable counts as un
   DIAL_TIMEOUT          bound on one whole attempt (default: 1s)
   SUCCESS_THRESHOLD     consecutive successful attempts that make a target ready (default: 1)
   LOG_EXTRA_FIELDS      add target_address, interval, dial_timeout, checker_type, version (default: false)
-  LOG_FORMAT            text (default) or json
+  LOG_FORMAT            text or json (default: text; a live status line on a terminal)
   HTTP_METHOD           HTTP method (default: GET)
   HTTP_HEADERS          comma-separated Name=value pairs, e.g. Authorization=Bearer token,Accept=text/plain
   HTTP_ALLOW_DUPLICATE_HEADERS  send every value of a header given twice (default: false)
@@ -36,8 +60,11 @@ environment variables (the original PortPatrol's; an empty variable counts as un
   HTTP_SKIP_TLS_VERIFY  do not verify the server's TLS certificate (default: false)
   HTTP_PROXY, HTTPS_PROXY, NO_PROXY  proxies, as usual (lower-case forms too)
   ICMP_READ_TIMEOUT     how long to wait for the echo reply (default: 1s)
+  PORTPATROL_CONFIG     the config file, as --config
+  PORTPATROL_TIMEOUT    the overall deadline, as --timeout
 
-exit status: 0 ready, 2 invalid configuration or checks cannot run, 124 deadline passed,
+exit status: 0 ready (or COMMAND's status), 2 invalid configuration or checks cannot run,
+124 deadline passed, 126 COMMAND not executable, 127 COMMAND not found,
 130 interrupted (SIGINT), 143 terminated (SIGTERM)."""
 
 
@@ -57,12 +84,241 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="portpatrol",
-        description="Wait until TCP ports, HTTP endpoints and ICMP hosts are ready.",
+        usage=USAGE,
+        description=DESCRIPTION,
         epilog=ENVIRONMENT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"portpatrol {__version__}")
+    add = parser.add_argument
+    add("targets", nargs="*", metavar="TARGET", help="an address to wait for, in any TARGET_ADDRESS form")
+    add("--config", metavar="FILE", help="a YAML file of targets (env: PORTPATROL_CONFIG)")
+    add("--timeout", metavar="DURATION", help="give up after this long, exit 124 (env: PORTPATROL_TIMEOUT)")
+    add(
+        "--interval",
+        metavar="DURATION",
+        help="pause after a failed attempt, for TARGET arguments (default: 2s)",
+    )
+    add("--dial-timeout", metavar="DURATION", help="bound on one attempt, for TARGET arguments (default: 1s)")
+    add("--report", metavar="FILE", help="write a JSON summary per target to FILE when done")
+    add("--workers", type=int, default=64, metavar="N", help="attempts made at the same time (default: 64)")
+    add(
+        "--jitter",
+        type=float,
+        default=0.1,
+        metavar="FRACTION",
+        help="stretch pauses by up to this (default: 0.1)",
+    )
+    add("--version", action="version", version=f"portpatrol {__version__}")
     return parser
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] | None = None
+    if "--" in argv:
+        split = argv.index("--")
+        argv, command = argv[:split], argv[split + 1 :]
+    try:
+        if argv[:1] == ["schema"]:
+            return _schema(argv[1:])
+        validate = argv[:1] == ["validate"]
+        args = _parser().parse_intermixed_args(argv[1:] if validate else argv)
+        if command is not None and (validate or not command):
+            raise ConfigError(
+                [Problem("arguments", "-- must be followed by a COMMAND, e.g. -- python app.py")]
+            )
+        plan, settings = _compile(args, environ)
+        if validate:
+            return _validate(plan)
+        status = _wait(plan, settings, args)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"portpatrol: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    except SetupError as error:
+        print(f"portpatrol: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    if status != EXIT_READY or not command:
+        return status
+    return _exec(command, environ)
+
+
+def _schema(rest: list[str]) -> int:
+    if rest:
+        raise ConfigError([Problem("arguments", "schema takes no arguments (usage: portpatrol schema)")])
+    from portpatrol.sources.file import schema_text
+
+    sys.stdout.write(schema_text())
+    return EXIT_READY
+
+
+def _compile(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[Plan, LogSettings]:
+    """The plan from every source, and the log settings.
+    Every problem of every source is reported at once."""
+    from portpatrol import sources
+    from portpatrol.sources import args as arguments
+    from portpatrol.sources import env
+    from portpatrol.sources.values import parse_duration, quote
+
+    collector = sources.Collector()
+
+    def duration(where: str, text: str | None) -> float | None:
+        return None if not text else collector.parse(f"{where}={quote(text)}", text, parse_duration)
+
+    timeout = duration("--timeout", args.timeout) or duration(
+        "PORTPATROL_TIMEOUT", environ.get("PORTPATROL_TIMEOUT")
+    )
+    timing = Timing(
+        duration("--interval", args.interval) or 2.0, duration("--dial-timeout", args.dial_timeout) or 1.0
+    )
+    if not 1 <= args.workers <= 1024:
+        collector.add(f"--workers={args.workers}", "must be from 1 to 1024 (e.g. 64)")
+    if not 0 <= args.jitter <= 1:
+        collector.add(f"--jitter={args.jitter}", "must be from 0 (off) to 1 (e.g. 0.1)")
+    problems = collector.problems
+    settings = LogSettings()
+    try:
+        settings = env.log_settings(environ)
+    except ConfigError as error:
+        problems += error.problems
+    targets = []
+    config = args.config or environ.get("PORTPATROL_CONFIG") or None
+    try:
+        targets += env.targets(environ)
+    except ConfigError as error:
+        problems += error.problems
+    if config:
+        from portpatrol.sources import file
+
+        try:
+            loaded = file.load(config, environ)
+            targets += loaded.targets
+            timeout = timeout or loaded.timeout
+        except ConfigError as error:
+            problems += error.problems
+    try:
+        targets += arguments.targets(args.targets, timing, environ)
+    except ConfigError as error:
+        problems += error.problems
+    if not targets and not problems:
+        problems.append(
+            Problem(
+                "nothing to wait for",
+                "give a TARGET (e.g. portpatrol db:5432), --config FILE, or TARGET_ADDRESS=db:5432",
+            )
+        )
+    if problems:
+        raise ConfigError(problems)
+    return Plan(tuple(sources.distinct_names(targets)), timeout), settings
+
+
+def _validate(plan: Plan) -> int:
+    """The resolved plan as a table on standard output; nothing touches the network."""
+    from portpatrol.logs import scrub
+    from portpatrol.model import HttpSpec, IcmpSpec
+    from portpatrol.sources.values import format_duration
+
+    rows: list[list[str]] = [["NAME", "TYPE", "ADDRESS", "INTERVAL", "DIAL_TIMEOUT", "DETAILS"]]
+    for target in plan.targets:
+        spec, timing = target.spec, target.timing
+        details = []
+        if isinstance(spec, HttpSpec):
+            details += [spec.method, f"expect {spec.expected}"]
+            details += (
+                ["headers " + ",".join(name for name, _ in spec.headers[1:])] if len(spec.headers) > 1 else []
+            )
+            details += ["skip TLS verify"] if spec.skip_tls_verify else []
+            details += ["via proxy"] if spec.proxy else []
+        elif isinstance(spec, IcmpSpec):
+            details.append(f"read timeout {format_duration(spec.read_timeout)}")
+        if timing.success_threshold > 1:
+            details.append(f"{timing.success_threshold} successes")
+        row = [target.name, target.kind.value, target.address, format_duration(timing.interval)]
+        row += [format_duration(timing.dial_timeout), ", ".join(details)]
+        rows.append([scrub(cell, target.secrets) for cell in row])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    deadline = "no deadline" if plan.timeout is None else f"deadline {format_duration(plan.timeout)}"
+    count = len(plan.targets)
+    print(f"{count} target{'s' if count != 1 else ''}, {deadline}")
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return EXIT_READY
+
+
+def _wait(plan: Plan, settings: LogSettings, args: argparse.Namespace) -> int:
+    from portpatrol import checks
+    from portpatrol.logs import LogWriter, StatusLine
+    from portpatrol.runner import Runner
+
+    output: LogWriter | StatusLine
+    if settings.format is None and sys.stderr.isatty():
+        output = StatusLine(sys.stderr)
+    else:
+        output = LogWriter(
+            sys.stderr, json_lines=settings.format == "json", extra_fields=settings.extra_fields
+        )
+    runner = Runner(
+        [(target, checks.build(target)) for target in plan.targets],
+        output,
+        workers=args.workers,
+        jitter=args.jitter,
+    )
+    try:
+        status = EXIT_READY if runner.run(plan.timeout) else EXIT_TIMEOUT
+    except Interrupted as stop:
+        waiting = ", ".join(item.target.name for item in runner.progress if item.ready_after is None)
+        output.write("WARN", f"Interrupted by {signal.Signals(stop.signum).name} while waiting for {waiting}")
+        status = 128 + stop.signum
+    if args.report:
+        _report(args.report, runner, status)
+    return status
+
+
+def _report(path: str, runner: Runner, status: int) -> None:
+    import json
+
+    from portpatrol.logs import scrub
+
+    def entry(item: Progress) -> dict[str, object]:
+        target = item.target
+        error = None if item.last_error is None else scrub(item.last_error, target.secrets)
+        return {
+            "name": scrub(target.name, target.secrets),
+            "type": target.kind.value,
+            "address": target.address,
+            "ready": item.ready_after is not None,
+            "attempts": item.attempts,
+            "time_to_ready": None if item.ready_after is None else round(item.ready_after, 3),
+            "last_error": error,
+        }
+
+    summary = {
+        "ready": status == EXIT_READY,
+        "exit_status": status,
+        "targets": [entry(p) for p in runner.progress],
+    }
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            json.dump(summary, out, indent=2, ensure_ascii=False)
+            out.write("\n")
+    except OSError as error:
+        print(f"portpatrol: --report {path}: cannot write: {error.strerror}", file=sys.stderr)
+
+
+def _exec(command: list[str], environ: Mapping[str, str]) -> int:
+    """Become COMMAND: same PID, its exit status is ours. Returns only when that fails."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # Python ignores it; COMMAND must not inherit that
+    try:
+        os.execvpe(command[0], command, dict(environ))  # noqa: S606 (the user's own command, as given)
+    except FileNotFoundError:
+        print(f"portpatrol: {command[0]}: command not found", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except OSError as error:
+        print(f"portpatrol: {command[0]}: cannot execute: {error.strerror}", file=sys.stderr)
+        return EXIT_CANNOT_EXECUTE
 
 
 @contextmanager
@@ -78,57 +334,11 @@ def _signals_interrupt() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    environ = os.environ if environ is None else environ
-    try:
-        _parser().parse_args(sys.argv[1:] if argv is None else argv)
-        return _wait(environ)
-    except ConfigError as error:
-        for problem in error.problems:
-            print(f"portpatrol: {problem}", file=sys.stderr)
-        return EXIT_CONFIG
-    except SetupError as error:
-        print(f"portpatrol: {error}", file=sys.stderr)
-        return EXIT_CONFIG
-
-
-def _wait(environ: Mapping[str, str]) -> int:
-    from portpatrol import checks
-    from portpatrol.logs import LogWriter
-    from portpatrol.runner import Runner
-    from portpatrol.sources import env
-
-    problems: list[Problem] = []
-    settings = env.LogSettings()
-    try:
-        settings = env.log_settings(environ)
-    except ConfigError as error:
-        problems += error.problems
-    try:
-        targets = env.targets(environ)
-    except ConfigError as error:
-        problems += error.problems
-        targets = []
-    if not targets and not problems:
-        problems.append(
-            Problem("TARGET_ADDRESS", "nothing to wait for (set it, e.g. TARGET_ADDRESS=db:5432)")
-        )
-    if problems:
-        raise ConfigError(problems)
-
-    log = LogWriter(sys.stderr, json_lines=settings.format == "json", extra_fields=settings.extra_fields)
-    runner = Runner([(target, checks.build(target)) for target in targets], log)
-    with _signals_interrupt():
-        try:
-            runner.run()
-        except Interrupted as stop:
-            name = signal.Signals(stop.signum).name
-            waiting = [item.target.name for item in runner.progress if item.ready_after is None]
-            log.write("WARN", f"Interrupted by {name} while waiting for {', '.join(waiting)}")
-            return 128 + stop.signum
-    return EXIT_READY
-
-
 def run() -> NoReturn:
-    """The console script."""
-    sys.exit(main())
+    """The console script. SIGINT and SIGTERM end it at once, whatever it is doing."""
+    try:
+        with _signals_interrupt():
+            status = main()
+    except Interrupted as stop:
+        status = 128 + stop.signum
+    sys.exit(status)

@@ -90,3 +90,60 @@ def _text_value(value: str) -> str:
     if value and not _NEEDS_QUOTES.search(value):
         return value
     return json.dumps(value, ensure_ascii=False)
+
+
+class StatusLine:
+    """On an interactive terminal: one live line (how many are ready, who is still waited for
+    and why, elapsed time) instead of a stream of warnings; outcomes stay as plain lines."""
+
+    def __init__(self, stream: TextIO, clock: Callable[[], float] = time.monotonic) -> None:
+        import shutil
+
+        self.stream = stream
+        self.clock = clock
+        self.start = clock()
+        self.width = shutil.get_terminal_size().columns
+        self.targets: dict[str, Target] = {}
+        self.reasons: dict[str, str] = {}
+        self.ready = 0
+
+    def __call__(self, event: Event) -> None:
+        match event:
+            case Waiting(target):
+                self.targets[target.name] = target
+                self.reasons[target.name] = "first attempt"
+            case Failed(target, error):
+                self.reasons[target.name] = scrub(error, target.secrets)
+            case Ready(target, _, seconds):
+                self.ready += 1
+                del self.reasons[target.name]
+                self._print(f"✓ {target.name} is ready after {elapsed(seconds)}")
+            case GaveUp(target, error):
+                why = scrub(error or "no attempt finished", target.secrets)
+                self._print(f"✗ {target.name} did not become ready in time: {why}")
+                return
+            case AllReady(count, seconds):
+                self._print(f"✓ all {count} ready in {elapsed(seconds)}" if count > 1 else "")
+                return
+        self._render()
+
+    def write(self, level: str, msg: str, target: Target | None = None, **fields: str) -> None:
+        self._print(msg)
+
+    def _render(self) -> None:
+        waiting = ", ".join(f"{name} ({why})" for name, why in self.reasons.items())
+        took = elapsed(self.clock() - self.start)
+        line = f"{self.ready}/{len(self.targets)} ready · {took} · waiting for {waiting}"
+        if len(line) > self.width - 1:
+            line = line[: self.width - 2] + "…"
+        self._out(f"\r\x1b[2K{line}")
+
+    def _print(self, text: str) -> None:
+        self._out("\r\x1b[2K" + (text + "\n" if text else ""))
+
+    def _out(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass

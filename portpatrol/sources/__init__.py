@@ -78,3 +78,35 @@ def target(
     elif address.kind is Kind.ICMP:
         assert isinstance(spec, IcmpSpec)
     return Target(name or address.host, address.display, spec, timing, secrets | address.secrets)
+
+
+def distinct_names(targets: list[Target]) -> list[Target]:
+    """Names let a reader tell targets apart in the logs: where several share one, each gets
+    its port added (`db:5432`, `db:6379`), and any still shared a number (`api #2`)."""
+    import dataclasses
+    from collections import Counter
+    from urllib.parse import urlsplit
+
+    def with_port(item: Target) -> str:
+        spec = item.spec
+        if isinstance(spec, TcpSpec):
+            return f"{item.name}:{spec.port}"
+        if isinstance(spec, HttpSpec):
+            parts = urlsplit(spec.url)
+            return f"{item.name}:{parts.port or (443 if parts.scheme.lower() == 'https' else 80)}"
+        return item.name
+
+    for rename in (with_port, None):
+        counts = Counter(item.name for item in targets)
+        if all(n == 1 for n in counts.values()):
+            break
+        seen: Counter[str] = Counter()
+        renamed = []
+        for item in targets:
+            name = item.name
+            if counts[name] > 1:
+                seen[name] += 1
+                name = rename(item) if rename else f"{name} #{seen[name]}"
+            renamed.append(dataclasses.replace(item, name=name) if name != item.name else item)
+        targets = renamed
+    return targets

@@ -9,6 +9,7 @@ from portpatrol.errors import ConfigError
 from portpatrol.model import IcmpSpec, Kind, Spec, StatusCodes, Target, Timing
 from portpatrol.sources import Collector, http_spec, target
 from portpatrol.sources.values import (
+    mask_userinfo,
     parse_address,
     parse_bool,
     parse_check_type,
@@ -25,7 +26,7 @@ _SECRET = frozenset({"HTTP_HEADERS"})
 
 @dataclass(frozen=True, slots=True)
 class LogSettings:
-    format: str = "text"  # text or json
+    format: str | None = None  # text or json; None when not asked for
     extra_fields: bool = False
 
 
@@ -41,7 +42,7 @@ class _Env:
 
     def where(self, key: str) -> str:
         value = self.environ[key]
-        return key if key in _SECRET else f"{key}={quote(value)}"
+        return key if key in _SECRET else f"{key}={quote(mask_userinfo(value))}"
 
     def duration(self, key: str, default: float) -> float:
         text = self.get(key)
@@ -59,10 +60,10 @@ class _Env:
 def log_settings(environ: Mapping[str, str]) -> LogSettings:
     collector = Collector()
     env = _Env(environ, collector)
-    log_format = (env.get("LOG_FORMAT") or "text").lower()
-    if log_format not in ("text", "json"):
+    log_format = env.get("LOG_FORMAT")
+    if log_format is not None and log_format.lower() not in ("text", "json"):
         collector.add(env.where("LOG_FORMAT"), "not a log format (use text or json)")
-        log_format = "text"
+    log_format = log_format and log_format.lower()
     extra = env.boolean("LOG_EXTRA_FIELDS")
     if collector.problems:
         raise ConfigError(collector.problems)

@@ -43,6 +43,12 @@ def quote(value: str, limit: int = 80) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def mask_userinfo(text: str) -> str:
+    """Text that may hold `scheme://user:password@`, with the user info hidden: for messages
+    about addresses that did not even parse."""
+    return re.sub(r"(?<=://)[^/?#@\s]*@", "***@", text)
+
+
 def parse_duration(text: str) -> float:
     """Go's duration syntax (`2s`, `500ms`, `1m30s`, `1.5h`) to seconds; must be > 0."""
     if not _DURATION.fullmatch(text):
