@@ -33,7 +33,7 @@ die() { log "FATAL: $*"; printf 'FAIL %s\n%d passed, %d failed\n' "$*" "$passed"
 pass() { passed=$((passed + 1)); printf 'PASS %s\n' "$*"; }
 fail() {
   failed=$((failed + 1)); printf 'FAIL %s\n' "$*"
-  [[ ! -s $work/out ]] || sed -n '1,15s/^/    | /p' "$work/out"
+  [[ ! -s $work/out ]] || tail -n 12 "$work/out" | sed 's/^/    | /'
 }
 
 [[ $(id -u) == 0 ]] || die "run as root (debootstrap, buildah and podman need it)"
@@ -60,7 +60,7 @@ cleanup() {
   rm -rf --one-file-system "$work"
 }
 trap cleanup EXIT
-trap 'log "FATAL: unexpected failure (status $?) at line $LINENO: $BASH_COMMAND"' ERR
+trap 'die "unexpected failure (status $?) at line $LINENO: $BASH_COMMAND"' ERR
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -73,7 +73,7 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >"$work/apt.log" 2>&1 || { cat "$work/apt.log" >&2; die "apt-get update failed"; }
   apt-get install -y -qq --no-install-recommends debootstrap buildah podman runc skopeo uidmap tini \
-    containernetworking-plugins fuse-overlayfs ca-certificates >>"$work/apt.log" 2>&1 \
+    netavark containernetworking-plugins fuse-overlayfs ca-certificates >>"$work/apt.log" 2>&1 \
     || { tail -n 30 "$work/apt.log" >&2; die "apt-get install failed"; }
 fi
 
