@@ -1,0 +1,156 @@
+"""Log lines (behaviour.md 6): the original's text format, quoting, extra fields, JSON with the same keys,
+secrets scrubbed."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from portpatrol.logs import LogWriter, scrub
+from portpatrol.model import HttpSpec, IcmpSpec, Target, TcpSpec, Timing
+from portpatrol.runner import AllReady, Failed, Ready, Waiting
+from portpatrol.sources.env import targets
+from tests.peers import parse_line
+
+NOW = 1720788281.494  # 2024-07-12T12:44:41.494Z, the README's example time
+TCP = Target("PostgreSQL", "postgres:5432", TcpSpec("postgres", 5432), Timing(2.0, 1.0))
+
+
+def lines(events: list[object], *, json_lines: bool = False, extra: bool = False) -> list[str]:
+    stream = io.StringIO()
+    writer = LogWriter(stream, json_lines=json_lines, extra_fields=extra, now=lambda: NOW)
+    for event in events:
+        writer(event)  # type: ignore[arg-type]
+    return stream.getvalue().splitlines()
+
+
+def test_the_originals_three_lines() -> None:
+    assert lines([Waiting(TCP), Failed(TCP, "connection refused", 1), Ready(TCP, 2, 4.0)]) == [
+        'time=2024-07-12T12:44:41.494Z level=INFO msg="Waiting for PostgreSQL to become ready..."',
+        'time=2024-07-12T12:44:41.494Z level=WARN msg="PostgreSQL is not ready ✗" error="connection refused"',
+        'time=2024-07-12T12:44:41.494Z level=INFO msg="PostgreSQL is ready ✓"',
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("refused", "refused"),
+        ("connection refused", '"connection refused"'),
+        ("a=b", '"a=b"'),
+        ('say "hi"', '"say \\"hi\\""'),
+        ("tab\there", '"tab\\there"'),
+        ("new\nline", '"new\\nline"'),
+        ("", '""'),
+        ("ünïcode✓", "ünïcode✓"),
+    ],
+)
+def test_text_values_quoted_only_when_needed(value: str, shown: str) -> None:
+    [line] = lines([Failed(TCP, value, 1)])
+    assert line.endswith(f" error={shown}")
+    assert parse_line(line)["error"] == value
+
+
+def test_error_on_every_failure_line_without_extra_fields() -> None:
+    [line] = lines([Failed(TCP, "no answer within 1s", 3)])
+    assert parse_line(line)["error"] == "no answer within 1s"
+
+
+def test_extra_fields_in_order() -> None:
+    [line] = lines([Failed(TCP, "connection refused", 1)], extra=True)
+    keys = list(parse_line(line))
+    assert keys == [
+        "time",
+        "level",
+        "msg",
+        "target_address",
+        "interval",
+        "dial_timeout",
+        "checker_type",
+        "version",
+        "error",
+    ]
+    record = parse_line(line)
+    assert (record["target_address"], record["interval"], record["dial_timeout"]) == (
+        "postgres:5432",
+        "2s",
+        "1s",
+    )
+    assert (record["checker_type"], record["version"]) == ("TCP", "0.1.0")
+
+
+@pytest.mark.parametrize(
+    ("target", "checker_type"),
+    [
+        (Target("api", "http://api/", HttpSpec("http://api/"), Timing(0.5, 1.5)), "HTTP"),
+        (Target("gw", "gw", IcmpSpec("gw"), Timing(90.0, 3600.0)), "ICMP"),
+    ],
+)
+def test_extra_fields_durations_and_types(target: Target, checker_type: str) -> None:
+    record = parse_line(lines([Waiting(target)], extra=True)[0])
+    assert record["checker_type"] == checker_type
+    assert record["interval"] == {"api": "500ms", "gw": "1m30s"}[target.name]
+    assert record["dial_timeout"] == {"api": "1.5s", "gw": "1h0m0s"}[target.name]
+
+
+def test_no_extra_fields_by_default() -> None:
+    assert list(parse_line(lines([Ready(TCP, 1, 0.1)])[0])) == ["time", "level", "msg"]
+
+
+@pytest.mark.parametrize("extra", [False, True])
+def test_json_lines_have_the_same_keys_and_values(extra: bool) -> None:
+    events: list[object] = [Waiting(TCP), Failed(TCP, 'refused "x"', 1), Ready(TCP, 2, 1.0), AllReady(1, 1.0)]
+    text = lines(events, extra=extra)
+    as_json = lines(events, json_lines=True, extra=extra)
+    assert len(text) == len(as_json) == 4
+    for text_line, json_line in zip(text, as_json, strict=True):
+        record = json.loads(json_line)
+        assert list(record) == list(parse_line(text_line))
+        assert record == parse_line(text_line)
+
+
+def test_json_keeps_unicode_readable() -> None:
+    [line] = lines([Ready(TCP, 1, 0.1)], json_lines=True)
+    assert "✓" in line
+    assert json.loads(line)["msg"] == "PostgreSQL is ready ✓"
+
+
+def test_all_ready_line() -> None:
+    [line] = lines([AllReady(1, 1.5)])
+    assert parse_line(line)["msg"] == "1 target is ready"
+    assert parse_line(line)["elapsed"] == "1.5s"
+    assert parse_line(lines([AllReady(3, 0.25)])[0])["msg"] == "All 3 targets are ready"
+
+
+def test_secrets_scrubbed_everywhere_in_text_and_json() -> None:
+    [target] = targets(
+        {
+            "TARGET_ADDRESS": "https://admin:hunter2@api:8443/health?token=t0k3n&page=1",
+            "TARGET_NAME": "api",
+            "HTTP_HEADERS": "Authorization=Bearer abc.def,X-Api-Key=k3y",
+        }
+    )
+    error = "server said hunter2 t0k3n Bearer abc.def k3y"  # a peer echoing secrets back
+    events: list[object] = [Waiting(target), Failed(target, error, 1), Ready(target, 2, 1.0)]
+    for json_lines in (False, True):
+        written = lines(events, json_lines=json_lines, extra=True)
+        assert len(written) == 3
+        for line in written:
+            for secret in ("hunter2", "t0k3n", "abc.def", "k3y"):
+                assert secret not in line
+        record = parse_line(written[1])
+        assert record["target_address"] == "https://admin:***@api:8443/health?token=***&page=1"
+        assert record["error"] == "server said *** *** *** ***"
+
+
+def test_scrub_longest_secret_first() -> None:
+    assert scrub("abcdef abc", frozenset({"abc", "abcdef"})) == "*** ***"
+
+
+def test_closed_stream_does_not_raise() -> None:
+    stream = io.StringIO()
+    writer = LogWriter(stream)
+    stream.close()
+    writer(Waiting(TCP))
