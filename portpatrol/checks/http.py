@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterable
 from functools import cache
@@ -22,9 +23,25 @@ from portpatrol.sources.values import format_duration
 
 
 class _Backend(httpcore.NetworkBackend):
-    def __init__(self, bound: float) -> None:
-        self.bound = bound
-        self.deadline = 0.0
+    """Clients are shared by targets, and a worker thread makes one attempt at a time,
+    so the attempt's deadline and bound live in a thread-local."""
+
+    def __init__(self) -> None:
+        self.attempt = threading.local()
+
+    def start(self, bound: float) -> None:
+        self.attempt.bound = bound
+        self.attempt.deadline = time.monotonic() + bound
+
+    @property
+    def bound(self) -> float:
+        bound: float = self.attempt.bound
+        return bound
+
+    @property
+    def deadline(self) -> float:
+        deadline: float = self.attempt.deadline
+        return deadline
 
     def left(self) -> float:
         left = self.deadline - time.monotonic()
@@ -122,27 +139,36 @@ def _ssl_context(verify: bool) -> ssl.SSLContext:
     return context
 
 
+@cache
+def _client(verify: bool, proxy: str | None, follow_redirects: bool) -> tuple[httpx.Client, _Backend]:
+    """One client per kind of target, not per target: thousands of HTTP targets stay cheap.
+    Connections are never reused, so every attempt proves the peer accepts new ones."""
+    backend = _Backend()
+    transport = httpx.HTTPTransport(
+        verify=_ssl_context(verify),
+        proxy=proxy,
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
+    )
+    # httpx has no parameter for httpcore's network backend; the pool keeps it here.
+    transport._pool._network_backend = backend
+    client = httpx.Client(
+        transport=transport,
+        trust_env=False,  # the source already chose the proxy from the environment
+        follow_redirects=follow_redirects,
+        max_redirects=10,
+        timeout=None,  # noqa: S113 (the backend bounds the whole attempt, not each phase)
+    )
+    return client, backend
+
+
 class HttpCheck:
     def __init__(self, spec: HttpSpec, dial_timeout: float) -> None:
         self.spec = spec
-        self.backend = _Backend(dial_timeout)
-        transport = httpx.HTTPTransport(
-            verify=_ssl_context(not spec.skip_tls_verify),
-            proxy=spec.proxy,
-            limits=httpx.Limits(max_keepalive_connections=0),
-        )
-        # httpx has no parameter for httpcore's network backend; the pool keeps it here.
-        transport._pool._network_backend = self.backend
-        self.client = httpx.Client(
-            transport=transport,
-            trust_env=False,  # the source already chose the proxy from the environment
-            follow_redirects=spec.follow_redirects,
-            max_redirects=10,
-            timeout=dial_timeout,
-        )
+        self.dial_timeout = dial_timeout
+        self.client, self.backend = _client(not spec.skip_tls_verify, spec.proxy, spec.follow_redirects)
 
     def attempt(self) -> None:
-        self.backend.deadline = time.monotonic() + self.backend.bound
+        self.backend.start(self.dial_timeout)
         try:
             with self.client.stream(
                 self.spec.method, self.spec.url, headers=list(self.spec.headers)

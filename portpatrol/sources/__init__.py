@@ -82,7 +82,8 @@ def target(
 
 def distinct_names(targets: list[Target]) -> list[Target]:
     """Names let a reader tell targets apart in the logs: where several share one, each gets
-    its port added (`db:5432`, `db:6379`), and any still shared a number (`api #2`)."""
+    its port (and an HTTP path) added (`db:5432`, `db:6379`, `api:80/health`), and any still
+    shared a number (`api:80 #2`)."""
     import dataclasses
     from collections import Counter
     from urllib.parse import urlsplit
@@ -93,7 +94,8 @@ def distinct_names(targets: list[Target]) -> list[Target]:
             return f"{item.name}:{spec.port}"
         if isinstance(spec, HttpSpec):
             parts = urlsplit(spec.url)
-            return f"{item.name}:{parts.port or (443 if parts.scheme.lower() == 'https' else 80)}"
+            port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+            return f"{item.name}:{port}{parts.path.rstrip('/')}"
         return item.name
 
     for rename in (with_port, None):
