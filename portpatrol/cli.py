@@ -310,7 +310,8 @@ def _exec(command: list[str], environ: Mapping[str, str]) -> int:
     """Become COMMAND: same PID, its exit status is ours. Returns only when that fails."""
     sys.stdout.flush()
     sys.stderr.flush()
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # Python ignores it; COMMAND must not inherit that
+    for ignored in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores both; ignoring survives exec
+        signal.signal(ignored, signal.SIG_DFL)
     try:
         os.execvpe(command[0], command, dict(environ))  # noqa: S606 (the user's own command, as given)
     except FileNotFoundError:
