@@ -16,7 +16,7 @@ from functools import cache
 from itertools import count
 
 from icmplib import ICMPRequest, ICMPv4Socket, ICMPv6Socket
-from icmplib.exceptions import ICMPLibError, SocketPermissionError
+from icmplib.exceptions import ICMPLibError, SocketBroadcastError, SocketPermissionError
 from icmplib.utils import unique_identifier
 
 from portpatrol.checks import NotReady, net
@@ -65,6 +65,10 @@ class IcmpCheck:
                 request = ICMPRequest(destination=ip, id=unique_identifier(), sequence=sequence)
                 icmp.send(request)  # a ping socket's kernel replaces the id; send() reads it back
                 self._receive(icmp.sock, ip, request.id, sequence, family == socket.AF_INET6)
+        except SocketBroadcastError:
+            # icmplib turns every EACCES/EPERM from sendto() into "broadcast is not allowed", but a
+            # `prohibit` route or a firewall rule rejecting the packet raise the same errors.
+            raise NotReady("permission denied (sending refused by a route or firewall rule)") from None
         except ICMPLibError as error:  # icmplib words socket errors as "[Errno 101] Network is unreachable"
             text = re.sub(r"^\[Errno -?\d+\] ", "", str(error)).rstrip(".")
             raise NotReady(net.lower_first(text) or type(error).__name__) from None
