@@ -97,12 +97,15 @@ class StatusLine:
     and why, elapsed time) instead of a stream of warnings; outcomes stay as plain lines."""
 
     def __init__(self, stream: TextIO, clock: Callable[[], float] = time.monotonic) -> None:
-        import shutil
+        import os
 
         self.stream = stream
         self.clock = clock
         self.start = clock()
-        self.width = shutil.get_terminal_size().columns
+        try:  # the terminal the line is drawn on, not stdout's (which may be redirected)
+            self.width = os.get_terminal_size(stream.fileno()).columns or 80
+        except (OSError, ValueError, AttributeError):
+            self.width = 80
         self.targets: dict[str, Target] = {}
         self.reasons: dict[str, str] = {}
         self.ready = 0
