@@ -70,6 +70,22 @@ def run_tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def portpatrol_validate(args: list[str], environ: Mapping[str, str]) -> str:
+    """`portpatrol validate` as a user would run it, with exactly this environment (it touches no
+    network); returns the plan it prints, after checking that it accepted the configuration."""
+    command = BIN / "portpatrol"
+    assert command.exists(), f"portpatrol is not installed beside {sys.executable} (pip install -e .)"
+    result = subprocess.run(
+        [str(command), "validate", *args], env=dict(environ), capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def plan_has(plan: str, name: str, kind: Kind) -> bool:
+    return re.search(rf"^{re.escape(name)}\s+{kind.value}\s", plan, flags=re.MULTILINE) is not None
+
+
 def documents(path: Path) -> list[Doc]:
     with path.open(encoding="utf-8") as stream:
         return [doc for doc in yaml.safe_load_all(stream) if doc is not None]
@@ -211,6 +227,16 @@ def test_container_env_compiles_to_the_expected_target(name: str, expected: Expe
     assert (target.timing.interval, target.timing.dial_timeout) == (expected.interval, expected.dial_timeout)
 
 
+@pytest.mark.parametrize(("name", "expected"), ENV_MANIFESTS.items())
+def test_portpatrol_validate_accepts_the_container(name: str, expected: Expected) -> None:
+    docs = documents(KUBERNETES / name)
+    container = portpatrol_container(docs)
+    environ = container_environ(docs, container)
+    plan = portpatrol_validate(container.get("args", []), environ)
+    assert plan_has(plan, expected.name, expected.kind), plan
+    assert "change-me" not in plan, "the plan hides secret values"
+
+
 def test_webapp_example_posts_the_secret_header_and_accepts_202() -> None:
     docs = documents(KUBERNETES / "wait-for-webapp.yaml")
     environ = container_environ(docs, portpatrol_container(docs))
@@ -288,6 +314,17 @@ def test_configmap_config_interpolates_only_what_the_container_sets() -> None:
     assert "change-me" not in yaml.safe_dump(config), "the token belongs in the Secret, not the ConfigMap"
 
 
+def test_configmap_config_is_valid_per_the_published_schema() -> None:
+    import json
+
+    from jsonschema import Draft202012Validator
+
+    _, _, config = configmap_example()
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    errors = [f"{e.json_path}: {e.message}" for e in Draft202012Validator(schema).iter_errors(config)]
+    assert errors == []
+
+
 def test_configmap_config_targets_are_valid_addresses() -> None:
     _, _, config = configmap_example()
     parse_duration(config["timeout"])
@@ -355,6 +392,10 @@ def test_compose_wrapper_waits_then_runs_the_command() -> None:
     assert entrypoint[0] == "portpatrol"
     assert entrypoint[-1] == "--", "everything after -- is the command portpatrol becomes"
     assert portpatrol_arguments(entrypoint[1:-1], services) == [Kind.TCP, Kind.HTTP]
+    plan = portpatrol_validate(entrypoint[1:-1], {})
+    assert "deadline 2m" in plan, plan
+    assert plan_has(plan, "db", Kind.TCP), plan
+    assert plan_has(plan, "api", Kind.HTTP), plan
     assert web["command"], "the wrapped command"
     # The entrypoint replaces the image's own, so an init must reap and forward signals after the exec.
     assert web["init"] is True
@@ -366,6 +407,10 @@ def test_compose_one_shot_service_gates_the_worker() -> None:
     assert gate["image"] == IMAGE
     assert "entrypoint" not in gate, "the image's entrypoint is tini, then portpatrol"
     assert portpatrol_arguments(gate["command"], services) == [Kind.TCP, Kind.HTTP]
+    plan = portpatrol_validate(gate["command"], {})
+    assert "deadline 2m" in plan, plan
+    assert plan_has(plan, "db", Kind.TCP), plan
+    assert plan_has(plan, "api", Kind.HTTP), plan
     assert gate["restart"] == "no"
     assert (gate["read_only"], gate["cap_drop"], gate["user"]) == (True, ["ALL"], "65532:65532")
     assert services["worker"]["depends_on"] == {
