@@ -166,12 +166,17 @@ class HttpCheck:
         self.spec = spec
         self.dial_timeout = dial_timeout
         self.client, self.backend = _client(not spec.skip_tls_verify, spec.proxy, spec.follow_redirects)
+        # Credentials in the URL become Basic auth, but as in Go's client (the original's), an
+        # Authorization header the user wrote wins: httpx would replace it; a no-op Auth keeps it.
+        self.auth: httpx.Auth | None = (
+            httpx.Auth() if any(name.lower() == "authorization" for name, _ in spec.headers) else None
+        )
 
     def attempt(self) -> None:
         self.backend.start(self.dial_timeout)
         try:
             with self.client.stream(
-                self.spec.method, self.spec.url, headers=list(self.spec.headers)
+                self.spec.method, self.spec.url, headers=list(self.spec.headers), auth=self.auth
             ) as response:
                 status = response.status_code
         except httpx.TooManyRedirects:
