@@ -557,6 +557,20 @@ class Running:
                     stream.close()
 
 
+def lines_until(
+    env: Mapping[str, str], contains: str = "is not ready ✗", count: int = 2, timeout: float = 15
+) -> list[str]:
+    """Run the command until `count` lines containing `contains` came, then stop it with SIGTERM
+    (asserting it exits 143) and return every line it wrote: for targets that never become ready."""
+    with Running(env) as running:
+        for _ in range(count):
+            running.wait_for_line(contains, timeout)
+        running.signal(signal.SIGTERM)
+        code = running.wait()
+        assert code == 143, (code, running.lines)
+        return running.lines
+
+
 # --------------------------------------------------------------------------- reading log lines
 
 _LOGFMT = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
