@@ -1,0 +1,784 @@
+"""Targets from a YAML config file, as described by schemas/portpatrol.schema.json.
+
+The schema is the one description of the format: key names, patterns, enums and bounds are read
+from it, so the loader accepts nothing the schema rejects (a property test proves it). Validating
+10,000 targets with jsonschema takes about a second, so the loader checks the document itself in
+one pass, which also gives better messages: every problem at once, with its file, line and JSON path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+from portpatrol.errors import ConfigError, Problem
+from portpatrol.model import IcmpSpec, Kind, Plan, Spec, StatusCodes, Target, Timing
+from portpatrol.sources import Collector, http_spec, target
+from portpatrol.sources.values import (
+    Address,
+    parse_address,
+    parse_duration,
+    parse_method,
+    parse_status_codes,
+    parse_threshold,
+    quote,
+)
+
+T = TypeVar("T")
+JsonPath = tuple[str | int, ...]
+
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "portpatrol.schema.json"
+
+# `${NAME}`, `${NAME:-default}`, the escape `$${` (a literal `${`), or a malformed `${`.
+_REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Aliases may repeat parts of a document, but not blow it up (the "billion laughs" attack):
+# values reached through aliases may number at most this plus ten per value written.
+_ALIAS_ALLOWANCE = 100_000
+
+
+def schema_text() -> str:
+    """The JSON Schema of the config file, as shipped in the package."""
+    return SCHEMA_FILE.read_text(encoding="utf-8")
+
+
+@cache
+def _schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(schema_text())
+    return schema
+
+
+def load(path: str, environ: Mapping[str, str]) -> Plan:
+    """The plan a config file describes. Raises ConfigError listing every problem."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise ConfigError([Problem(path, f"cannot read: {error.strerror or error}")]) from None
+    return loads(data, path, environ)
+
+
+def loads(data: bytes | str, where: str, environ: Mapping[str, str]) -> Plan:
+    """The plan in a config document; `where` names it in messages."""
+    reader = _Reader(where)
+    root = reader.read(data)
+    return _Compiler(where, root, environ, reader.problems).plan()
+
+
+# -- YAML to JSON values, keeping line numbers ---------------------------------------------------
+
+
+class _Map(dict[str, Any]):
+    """A mapping that remembers where it and each of its entries were written."""
+
+    __slots__ = ("line", "lines")
+
+    def __init__(self, line: int) -> None:
+        super().__init__()
+        self.line = line
+        self.lines: dict[str, tuple[int, int]] = {}  # key -> (line of the key, line of the value)
+
+
+class _Seq(list[Any]):
+    """A list that remembers where it and each of its items were written."""
+
+    __slots__ = ("line", "lines")
+
+    def __init__(self, line: int) -> None:
+        super().__init__()
+        self.line = line
+        self.lines: list[int] = []
+
+
+class _Skip:
+    """Stands for a value that was already reported as wrong, so it is not reported again."""
+
+
+_SKIP = _Skip()
+_TAG = "tag:yaml.org,2002:"
+
+
+class _Reader:
+    """Builds JSON values from the YAML parser's events: strings, numbers, booleans, null, lists
+    and mappings with string keys, nothing else. Working from events rather than composed nodes
+    halves the time for a big file; aliases share the value they refer to, so memory stays flat."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.problems: list[tuple[int, Problem]] = []
+        # A frame per open collection: [container, anchor, pending key, line of the key, size],
+        # where size counts the values inside, aliases expanded.
+        self.stack: list[list[Any]] = []
+
+    def problem(self, mark: Any, message: str, *, at_path: bool = True) -> None:
+        line = mark.line + 1
+        if at_path:
+            steps: list[str | int] = []
+            for container, _, key, _, _ in self.stack:
+                if isinstance(container, _Seq):
+                    steps.append(len(container))
+                elif isinstance(key, str):
+                    steps.append(key)
+            message = f"{_json_path(tuple(steps))}: {message}"
+        self.problems.append((line, Problem(f"{self.where}:{line}:{mark.column + 1}", message)))
+
+    def read(self, data: bytes | str) -> Any:
+        import yaml
+
+        loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        loader = loader_class(data)
+        try:
+            root = self._build(yaml, loader)
+        except yaml.MarkedYAMLError as error:
+            mark = error.problem_mark or error.context_mark
+            message = error.problem or error.context or "not valid YAML"
+            if error.context and error.context_mark and mark is not error.context_mark:
+                message += f" ({error.context} on line {error.context_mark.line + 1})"
+            if mark is None:
+                raise ConfigError([Problem(self.where, f"YAML syntax: {message}")]) from None
+            self.problem(mark, f"YAML syntax: {message}", at_path=False)
+            root = _SKIP
+        except yaml.reader.ReaderError as error:  # bad encoding, unprintable characters
+            problem = f"not a YAML file: {error.reason} (at byte {error.position})"
+            raise ConfigError([Problem(self.where, problem)]) from None
+        finally:
+            loader.dispose()
+        return root
+
+    def _build(self, yaml: Any, loader: Any) -> Any:
+        stack = self.stack
+        anchors: dict[str, tuple[Any, int]] = {}
+        root: Any = None  # an empty file
+        documents = 0
+        written = 0  # values written out in the file
+        expanded = 0  # values reached through aliases
+
+        def add(value: Any, mark: Any, size: int, text: str | None = None) -> None:
+            nonlocal root
+            line = mark.line + 1
+            if not stack:
+                root = value
+                return
+            frame = stack[-1]
+            frame[4] += size
+            container = frame[0]
+            if isinstance(container, _Seq):
+                container.append(value)
+                container.lines.append(line)
+            elif frame[2] is None:  # a key
+                frame[3] = line
+                frame[2] = _SKIP
+                if value is _SKIP:
+                    pass
+                elif not isinstance(value, str):
+                    self.problem(
+                        mark,
+                        "a key must be a string, not a list or mapping"
+                        if text is None
+                        else f"keys must be strings: quote {quote(text)}",
+                    )
+                elif value in container.lines:
+                    first = container.lines[value][0]
+                    self.problem(mark, f"duplicate key {quote(value)} (first on line {first})")
+                else:
+                    frame[2] = value
+            else:
+                key = frame[2]
+                frame[2] = None
+                if key is not _SKIP:
+                    container[key] = value
+                    container.lines[key] = (frame[3], line)
+
+        while True:
+            event = loader.get_event()
+            if event is None or isinstance(event, yaml.StreamEndEvent):
+                return root
+            if isinstance(event, yaml.DocumentStartEvent):
+                documents += 1
+                if documents > 1:
+                    self.problem(event.start_mark, "a config file holds one YAML document, not several")
+                    return _SKIP
+            elif isinstance(event, yaml.AliasEvent):
+                written += 1
+                found = anchors.get(event.anchor)
+                if found is None:
+                    message = f"the alias *{event.anchor} refers to no anchor written before it"
+                    if any(frame[1] == event.anchor for frame in stack):
+                        message = f"the alias *{event.anchor} refers to a value that contains it"
+                    self.problem(event.start_mark, message)
+                    add(_SKIP, event.start_mark, 1)
+                    continue
+                value, size = found
+                expanded += size
+                if expanded > _ALIAS_ALLOWANCE + 10 * written:
+                    self.problem(
+                        event.start_mark,
+                        "aliases expand to too many values (a YAML alias bomb?); write the values out",
+                    )
+                    return _SKIP
+                add(value, event.start_mark, size)
+            elif isinstance(event, yaml.ScalarEvent):
+                written += 1
+                value = self._scalar(yaml, event)
+                if event.anchor is not None:
+                    anchors[event.anchor] = (value, 1)
+                add(value, event.start_mark, 1, event.value)
+            elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                written += 1
+                is_map = isinstance(event, yaml.MappingStartEvent)
+                line = event.start_mark.line + 1
+                container: _Map | _Seq = _Map(line) if is_map else _Seq(line)
+                if event.tag not in (None, "!", _TAG + ("map" if is_map else "seq")):
+                    self._bad_tag(event)
+                stack.append([container, event.anchor, None, 0, 1])
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                container, anchor, _, _, size = stack.pop()
+                if anchor is not None:
+                    anchors[anchor] = (container, size)
+                add(container, event.start_mark, size)
+
+    def _scalar(self, yaml: Any, event: Any) -> Any:
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = _resolve(yaml, event.value, event.implicit[0])
+        if tag in (_TAG + "str", _TAG + "value"):  # `value` is a lone `=`: text in JSON
+            return event.value
+        if tag == _TAG + "merge":
+            self.problem(
+                event.start_mark, "merge keys (<<) are not supported: use defaults, or write keys out"
+            )
+            return _SKIP
+        if tag not in (_TAG + "int", _TAG + "float", _TAG + "bool", _TAG + "null"):
+            return self._bad_tag(event, tag)
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+        try:
+            value = yaml.constructor.SafeConstructor().construct_object(node)
+        except (yaml.YAMLError, ValueError) as error:
+            self.problem(event.start_mark, f"not a valid {tag.removeprefix(_TAG)}: {error}")
+            return _SKIP
+        if isinstance(value, float) and not math.isfinite(value):
+            self.problem(event.start_mark, f"{event.value} is not a finite number, which JSON cannot hold")
+            return _SKIP
+        return value
+
+    def _bad_tag(self, event: Any, tag: str | None = None) -> _Skip:
+        tag = tag or event.tag
+        shown = "!!" + tag.removeprefix(_TAG) if tag.startswith(_TAG) else tag
+        if tag == _TAG + "timestamp":
+            message = f"{quote(event.value)} is read as a date; quote it to mean text"
+        else:
+            message = (
+                f"the tag {shown} is not allowed: a config file holds only strings, numbers, booleans, "
+                "null, lists and mappings"
+            )
+        self.problem(event.start_mark, message)
+        return _SKIP
+
+
+def _resolve(yaml: Any, value: str, plain: bool) -> str:
+    """The implicit tag of a scalar, as yaml's Resolver decides it (YAML 1.1: yes, on, 0x1F...)."""
+    if not plain:
+        return _TAG + "str"
+    resolvers = yaml.resolver.Resolver.yaml_implicit_resolvers.get(value[:1] or "", ())
+    for tag, regexp in resolvers:
+        if regexp.match(value):
+            return str(tag)
+    return _TAG + "str"
+
+
+# -- JSON values to targets --------------------------------------------------------------------
+
+
+def _json_path(path: JsonPath) -> str:
+    text = "$"
+    for step in path:
+        if isinstance(step, int):
+            text += f"[{step}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", step):
+            text += f".{step}"
+        else:
+            text += f"[{json.dumps(step, ensure_ascii=False)}]"
+    return text
+
+
+def _kind_of(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "a mapping"
+
+
+@dataclasses.dataclass(slots=True)
+class _Text:
+    """A string value after `${...}` references were replaced, and what they were replaced by."""
+
+    value: str
+    secrets: frozenset[str]
+
+
+class _Compiler:
+    def __init__(
+        self, where: str, root: Any, environ: Mapping[str, str], problems: list[tuple[int, Problem]]
+    ) -> None:
+        """`problems` are those already found in the YAML; values they concern are `_SKIP`."""
+        self.where = where
+        self.root = root
+        self.environ = environ
+        self.problems = problems
+        schema = _schema()
+        self.defs: dict[str, Any] = schema["$defs"]
+        self.top = schema
+        self.target_schema = self.defs["target"]
+        http = self.target_schema["properties"]["http"]["properties"]
+        self.http_schema = http
+        self.duration_re = re.compile(self.defs["duration"]["pattern"])
+        self.method_re = re.compile(http["method"]["pattern"])
+        codes = http["expected_status_codes"]["anyOf"]
+        self.codes_re = re.compile(codes[0]["pattern"])
+        self.code_bounds = (codes[1]["minimum"], codes[1]["maximum"])
+        self.header_name_re = re.compile(self.defs["header_name"]["pattern"])
+        self.header_value_re = re.compile(self.defs["header_value"]["pattern"])
+        threshold = self.target_schema["properties"]["success_threshold"]
+        self.threshold_bounds = (threshold["minimum"], threshold["maximum"])
+        self.types: list[str] = self.target_schema["properties"]["type"]["enum"]
+
+    # Where things are.
+
+    def _line(self, path: JsonPath, key: bool) -> int | None:
+        """The line of the value at `path` (or of its key), or of the nearest enclosing one."""
+        node: Any = self.root
+        line = getattr(node, "line", None)
+        for depth, step in enumerate(path, 1):
+            if isinstance(node, _Map) and isinstance(step, str) and step in node.lines:
+                key_line, line = node.lines[step]
+                if key and depth == len(path):
+                    return key_line
+            elif isinstance(node, _Seq) and isinstance(step, int) and step < len(node.lines):
+                line = node.lines[step]
+            else:
+                return line
+            node = node[step]
+        return line
+
+    def add(self, path: JsonPath, message: str, *, key: bool = False, value: str | None = None) -> None:
+        """A problem at `path`; `value` (the text as written, never an interpolated value) is quoted."""
+        line = self._line(path, key)
+        where = self.where if line is None else f"{self.where}:{line}"
+        shown = _json_path(path) if value is None else f"{_json_path(path)}={quote(value)}"
+        self.problems.append((line or 0, Problem(where, f"{shown}: {message}")))
+
+    # Shapes.
+
+    def mapping(self, path: JsonPath, value: Any, schema: dict[str, Any]) -> _Map | None:
+        """`value` when it is a mapping with only known keys (unknown ones are reported and
+        dropped) and every required key; else None."""
+        if value is _SKIP:
+            return None
+        if not isinstance(value, _Map):
+            self.add(path, f"expected a mapping, got {_kind_of(value)}")
+            return None
+        known = schema["properties"]
+        for name in [name for name in value if name not in known]:
+            close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else "expected one of " + ", ".join(known)
+            self.add((*path, name), f"unknown key ({hint})", key=True)
+        for name in schema.get("required", ()):
+            if name not in value:
+                self.add(path, f"{name} is required")
+        if any(name not in value for name in schema.get("required", ())):
+            return None
+        return value
+
+    def string(self, path: JsonPath, value: Any, *, expected: str = "a string") -> str | None:
+        if value is _SKIP:
+            return None
+        if not isinstance(value, str):
+            self.add(path, f"expected {expected}, got {_kind_of(value)}")
+            return None
+        return value
+
+    def boolean(self, path: JsonPath, value: Any) -> bool:
+        if value is _SKIP or isinstance(value, bool):
+            return value is True
+        shown = f" ({quote(value)})" if isinstance(value, str) else ""
+        self.add(path, f"expected true or false, got {_kind_of(value)}{shown}")
+        return False
+
+    def interpolate(self, path: JsonPath, text: str, *, show: bool = True) -> _Text | None:
+        """`text` with `${NAME}` and `${NAME:-default}` replaced from the environment. An empty
+        variable counts as unset, as everywhere in portpatrol."""
+        secrets: set[str] = set()
+        missing: list[str] = []
+        malformed = False
+
+        def replace(match: re.Match[str]) -> str:
+            nonlocal malformed
+            whole, name, default = match.group(0), match.group(1), match.group(2)
+            if whole == "$${":
+                return "${"
+            if name is None:
+                malformed = True
+                return whole
+            found = self.environ.get(name) or default
+            if found is None:
+                missing.append(name)
+                return whole
+            secrets.add(found)
+            return found
+
+        value = _REFERENCE.sub(replace, text) if "$" in text else text
+        written = text if show else None
+        if malformed:
+            self.add(
+                path,
+                "a ${ that is not a variable reference (use ${NAME} or ${NAME:-default}, "
+                "or $${ for a literal ${)",
+                value=written,
+            )
+        for name in dict.fromkeys(missing):
+            self.add(path, f"${{{name}}} is not set (set {name}, or give a default: ${{{name}:-value}})")
+        if malformed or missing:
+            return None
+        return _Text(value, frozenset(s for s in secrets if s))
+
+    def checked(
+        self,
+        path: JsonPath,
+        value: Any,
+        pattern: re.Pattern[str],
+        parser: Callable[[str], T],
+        *,
+        fallback: str,
+        expected: str,
+    ) -> tuple[T, frozenset[str]] | None:
+        """A string that matches the schema's `pattern`, interpolated, then parsed by the same
+        parser the env source uses, so the same key means the same thing everywhere."""
+        text = self.string(path, value, expected=expected)
+        if text is None:
+            return None
+        if not pattern.search(text):
+            try:
+                parser(text)
+                message = fallback
+            except ValueError as error:
+                message = str(error)
+            self.add(path, message, value=text)
+            return None
+        resolved = self.interpolate(path, text)
+        if resolved is None:
+            return None
+        try:
+            return parser(resolved.value), resolved.secrets
+        except ValueError as error:
+            self.add(path, str(error), value=text)
+            return None
+
+    def duration(self, path: JsonPath, value: Any) -> tuple[float, frozenset[str]] | None:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            self.add(path, f"{value} is a number, not a duration (use a unit, e.g. {value}s, 500ms, 1m30s)")
+            return None
+        return self.checked(
+            path,
+            value,
+            self.duration_re,
+            parse_duration,
+            fallback="not a duration (use a unit, e.g. 5s, 500ms, 1m30s)",
+            expected="a duration such as 2s",
+        )
+
+    def threshold(self, path: JsonPath, value: Any) -> int | None:
+        if value is _SKIP:
+            return None
+        if isinstance(value, float) and value.is_integer():  # JSON Schema counts 3.0 as an integer
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.add(path, f"not a whole number from 1 to 1000 (e.g. 3), got {_kind_of(value)}")
+            return None
+        try:
+            return parse_threshold(str(value))
+        except ValueError as error:
+            self.add(path, f"{error}, got {value}")
+            return None
+
+    # The document.
+
+    def plan(self) -> Plan:
+        root = self.root
+        if root is None:
+            self.add((), "the file is empty: it needs a targets list, e.g. targets: [{address: db:5432}]")
+            self._raise()
+        document = self.mapping((), root, self.top)
+        timeout = None
+        timing: dict[str, tuple[Any, frozenset[str]]] = {}
+        shared: frozenset[str] = frozenset()
+        if document is not None:
+            if document.get("timeout") is not None:
+                found = self.duration(("timeout",), document["timeout"])
+                timeout = found[0] if found else None
+            if "defaults" in document:
+                defaults = self.mapping(
+                    ("defaults",), document["defaults"], self.top["properties"]["defaults"]
+                )
+                for key, value in (defaults or {}).items():
+                    parsed = self.timing_value(("defaults", key), key, value)
+                    if parsed is not None:
+                        timing[key] = parsed
+                        shared |= parsed[1]
+        targets: list[Target] = []
+        raw = root.get("targets", _SKIP) if isinstance(root, _Map) else _SKIP
+        if isinstance(raw, _Seq) and not raw:
+            self.add(("targets",), "needs at least one target, e.g. targets: [{address: db:5432}]")
+        elif raw is not _SKIP and not isinstance(raw, _Seq):
+            self.add(("targets",), f"expected a list of targets, got {_kind_of(raw)}")
+        elif isinstance(raw, _Seq):
+            for index, item in enumerate(raw):
+                found_target = self.target(("targets", index), item, timing, shared)
+                if found_target is not None:
+                    targets.append(found_target)
+        self._raise()
+        return Plan(tuple(targets), timeout)
+
+    def _raise(self) -> None:
+        if self.problems:
+            raise ConfigError(problem for _, problem in sorted(self.problems, key=lambda p: p[0]))
+
+    def timing_value(self, path: JsonPath, key: str, value: Any) -> tuple[Any, frozenset[str]] | None:
+        if key == "success_threshold":
+            count = self.threshold(path, value)
+            return None if count is None else (count, frozenset())
+        return self.duration(path, value)
+
+    def target(
+        self,
+        path: JsonPath,
+        raw: Any,
+        defaults: dict[str, tuple[Any, frozenset[str]]],
+        shared: frozenset[str],
+    ) -> Target | None:
+        item = self.mapping(path, raw, self.target_schema)
+        if item is None:
+            return None
+        count = len(self.problems)
+        name = None
+        if "name" in item:
+            name = self.string((*path, "name"), item["name"])
+            if name == "":
+                self.add((*path, "name"), "must not be empty (leave it out to use the host of the address)")
+        check_type = None
+        if "type" in item:
+            check_type = self.string(
+                (*path, "type"), item["type"], expected="one of " + ", ".join(self.types)
+            )
+            if check_type is not None and check_type not in self.types:
+                self.add((*path, "type"), "not a check type (use tcp, http, https or icmp)", value=check_type)
+                check_type = None
+        secrets = set(shared)
+        timing = dict(defaults)
+        for key in ("interval", "dial_timeout", "success_threshold"):
+            if key in item:
+                found = self.timing_value((*path, key), key, item[key])
+                if found is not None:
+                    timing[key] = found
+        for _, found_secrets in timing.values():
+            secrets |= found_secrets
+        address_path = (*path, "address")
+        template = self.string(address_path, item["address"])
+        if template is None:
+            return None
+        if not template.strip():
+            self.add(address_path, "must not be empty (e.g. db:5432 or http://api:8080/healthz)")
+            return None
+        resolved = self.interpolate(address_path, template)
+        address: Address | None = None
+        if resolved is not None:
+            secrets |= resolved.secrets
+            try:
+                address = parse_address(resolved.value, check_type, "type")
+            except ValueError as error:
+                self.add(address_path, str(error), value=template)
+        if address is None:
+            return None
+        for other in ("http", "icmp"):
+            kind = Kind.HTTP if other == "http" else Kind.ICMP
+            if other in item and address.kind is not kind:
+                self.add(
+                    (*path, other),
+                    f"only for {kind.value} targets, and this one is {address.kind.value} "
+                    f"(from its address{' and type' if check_type else ''})",
+                    key=True,
+                )
+        spec: Spec | None = None
+        if address.kind is Kind.HTTP:
+            spec = self.http(path, item, address, secrets)
+        elif address.kind is Kind.ICMP:
+            spec = self.icmp(path, item, address, secrets)
+        if len(self.problems) > count:
+            return None
+        if resolved is not None and resolved.secrets:
+            address = self.as_written(template, check_type, address, frozenset(secrets))
+        values = {key: found[0] for key, found in timing.items()}
+        return target(address, name, Timing(**values), spec, frozenset(secrets))
+
+    def as_written(
+        self, template: str, check_type: str | None, address: Address, secrets: frozenset[str]
+    ) -> Address:
+        """The address shown in logs and the inferred name come from the address as written,
+        so no interpolated value ends up in them."""
+        try:
+            written = parse_address(template, check_type, "type")
+            display, host = written.display, written.host
+        except ValueError:
+            display, host = template, _host_of(template)
+        for secret in sorted(secrets | address.secrets, key=len, reverse=True):
+            display = display.replace(secret, "***")
+        return dataclasses.replace(address, display=display, host=host)
+
+    def icmp(self, path: JsonPath, item: _Map, address: Address, secrets: set[str]) -> Spec:
+        spec = IcmpSpec(address.host)
+        schema = self.target_schema["properties"]["icmp"]
+        settings = self.mapping((*path, "icmp"), item["icmp"], schema) if "icmp" in item else None
+        if settings is not None and "read_timeout" in settings:
+            found = self.duration((*path, "icmp", "read_timeout"), settings["read_timeout"])
+            if found is not None:
+                spec = IcmpSpec(address.host, found[0])
+                secrets |= found[1]
+        return spec
+
+    def http(self, path: JsonPath, item: _Map, address: Address, secrets: set[str]) -> Spec | None:
+        http_path = (*path, "http")
+        settings = self.mapping(
+            http_path, item.get("http", _Map(0)), self.target_schema["properties"]["http"]
+        )
+        if settings is None:
+            return None
+        method = "GET"
+        if "method" in settings:
+            found = self.checked(
+                (*http_path, "method"),
+                settings["method"],
+                self.method_re,
+                parse_method,
+                fallback="not an HTTP method (e.g. GET, HEAD, POST)",
+                expected="an HTTP method such as GET",
+            )
+            if found is not None:
+                method = found[0]
+                secrets |= found[1]
+        expected = StatusCodes()
+        if "expected_status_codes" in settings:
+            codes = self.status_codes(
+                (*http_path, "expected_status_codes"), settings["expected_status_codes"]
+            )
+            if codes is not None:
+                expected = codes[0]
+                secrets |= codes[1]
+        allow = self.boolean(
+            (*http_path, "allow_duplicate_headers"), settings.get("allow_duplicate_headers", False)
+        )
+        headers = self.headers((*http_path, "headers"), settings.get("headers", _Map(0)), allow, secrets)
+        skip = self.boolean((*http_path, "skip_tls_verify"), settings.get("skip_tls_verify", False))
+        collector = Collector()
+        spec, header_secrets = http_spec(
+            address,
+            method=method,
+            headers=headers,
+            expected=expected,
+            skip_tls_verify=skip,
+            environ=self.environ,
+            collector=collector,
+            where="",
+        )
+        for problem in collector.problems:
+            self.add(
+                (*path, "address"),
+                f"{problem.where}: {problem.message}" if problem.where else problem.message,
+            )
+        secrets |= header_secrets
+        return spec
+
+    def status_codes(self, path: JsonPath, value: Any) -> tuple[StatusCodes, frozenset[str]] | None:
+        if isinstance(value, int) and not isinstance(value, bool):
+            low, high = self.code_bounds
+            if low <= value <= high:
+                return StatusCodes(((value, value),)), frozenset()
+            self.add(path, f"{value} is outside {low}-{high} (e.g. 200,301-302,500-502)")
+            return None
+        return self.checked(
+            path,
+            value,
+            self.codes_re,
+            parse_status_codes,
+            fallback="not a list of status codes (e.g. 200,301-302,500-502)",
+            expected="status codes such as 200 or 200,301-302",
+        )
+
+    def headers(
+        self, path: JsonPath, value: Any, allow: bool, secrets: set[str]
+    ) -> tuple[tuple[str, str], ...]:
+        """Header values are never quoted in a message: they may be credentials."""
+        pairs: list[tuple[JsonPath, Any, Any]] = []
+        if isinstance(value, _Map):
+            pairs = [((*path, name), name, item) for name, item in value.items()]
+        elif isinstance(value, _Seq):
+            item_schema = self.http_schema["headers"]["anyOf"][1]["items"]
+            for index, entry in enumerate(value):
+                checked = self.mapping((*path, index), entry, item_schema)
+                if checked is not None:
+                    pairs.append(((*path, index), checked["name"], checked["value"]))
+        elif value is not _SKIP:
+            self.add(
+                path,
+                f"expected a mapping of name to value (or a list of name and value), got {_kind_of(value)}",
+            )
+        headers: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for where, name, text in pairs:
+            if not isinstance(name, str) or not self.header_name_re.search(name):
+                shown = quote(name, 40) if isinstance(name, str) else _kind_of(name)
+                self.add(where, f"the header name {shown} is not valid (e.g. Authorization, X-Request-Id)")
+                continue
+            if not isinstance(text, str):
+                self.add(where, f"a header value must be a string, got {_kind_of(text)} (quote it)")
+                continue
+            if not self.header_value_re.search(text):
+                self.add(where, f"header {quote(name)} has a control character in its value")
+                continue
+            resolved = self.interpolate(where, text, show=False)
+            if resolved is None:
+                continue
+            if _CONTROL.search(resolved.value):
+                self.add(where, f"header {quote(name)} has a control character in its value")
+                continue
+            if name.lower() in seen and not allow:
+                self.add(
+                    where,
+                    f"header {quote(name)} is given twice (set allow_duplicate_headers: true to send both)",
+                )
+                continue
+            seen.add(name.lower())
+            secrets |= resolved.secrets
+            headers.append((name, resolved.value.strip()))
+        return tuple(headers)
+
+
+def _host_of(template: str) -> str:
+    """The host part of an address that does not parse before interpolation
+    (`http://${HOST}:8080/x` gives `${HOST}`), or the whole template."""
+    rest = re.sub(r"^[A-Za-z][A-Za-z0-9+.-]*://", "", template)
+    hostport = re.split(r"[/?#]", rest, maxsplit=1)[0].rpartition("@")[2]
+    if hostport.startswith("["):
+        host = hostport[1:].partition("]")[0]
+    else:
+        host = re.sub(r":(?:[0-9]*|\$\{[^}]*\})$", "", hostport)
+    return host or template
