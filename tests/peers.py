@@ -499,10 +499,16 @@ def run_portpatrol(
 class Running:
     """The command started in the background; its stderr lines are collected as they come."""
 
-    def __init__(self, env: Mapping[str, str] | None = None, args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
+        *,
+        command: Sequence[str] | None = None,
+    ) -> None:
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [str(PORTPATROL), *args],
+            [*(command if command is not None else [str(PORTPATROL)]), *args],
             env=minimal_env(env),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -558,17 +564,50 @@ class Running:
 
 
 def lines_until(
-    env: Mapping[str, str], contains: str = "is not ready ✗", count: int = 2, timeout: float = 15
+    env: Mapping[str, str],
+    contains: str = "is not ready ✗",
+    count: int = 2,
+    timeout: float = 15,
+    *,
+    command: Sequence[str] | None = None,
 ) -> list[str]:
     """Run the command until `count` lines containing `contains` came, then stop it with SIGTERM
     (asserting it exits 143) and return every line it wrote: for targets that never become ready."""
-    with Running(env) as running:
+    with Running(env, command=command) as running:
         for _ in range(count):
             running.wait_for_line(contains, timeout)
         running.signal(signal.SIGTERM)
         code = running.wait()
         assert code == 143, (code, running.lines)
         return running.lines
+
+
+def in_netns(
+    command: Sequence[str], *, sysctls: Mapping[str, str] | None = None, user: int | None = None
+) -> list[str]:
+    """`command` run in a new network namespace of its own (root needed): loopback up, the given
+    sysctls set inside it (they are per namespace), then as `user` (uid and gid) when given.
+    Every process is exec'd in turn, so signals sent to the returned command's process reach it."""
+    script = "ip link set lo up"
+    for key, value in (sysctls or {}).items():
+        script += f" && sysctl -qw {key}='{value}'"
+    prefix = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"] if user is not None else []
+    return ["unshare", "-n", "sh", "-c", script + ' && exec "$@"', "sh", *prefix, *command]
+
+
+def unprivileged_can_run(uid: int = 65534) -> str | None:
+    """None when `uid` can run the installed command; else why not, saying how to fix it."""
+    probe = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", str(PORTPATROL), "--version"]
+    done = subprocess.run(probe, capture_output=True, timeout=30, check=False, env=minimal_env())
+    if done.returncode == 0:
+        return None
+    why = (done.stderr.decode(errors="replace").strip().splitlines() or [f"exit {done.returncode}"])[-1]
+    return (
+        f"uid {uid} cannot run {sys.executable} with portpatrol ({why}). "
+        "Run the tests from a virtual environment made with Debian's interpreter, readable by every user: "
+        "/usr/bin/python3 -m venv /tmp/ppvenv && /tmp/ppvenv/bin/pip install -e '.[test]' && "
+        "/tmp/ppvenv/bin/python -m pytest"
+    )
 
 
 # --------------------------------------------------------------------------- reading log lines
