@@ -76,8 +76,9 @@ def test_live_line_on_a_terminal_shows_ready_count_waiting_names_reasons_and_tim
     assert "\x1b[2K" in run.terminal  # the line is erased and redrawn in place
     # Many redraws while the late one is down, each with the count, the name, the reason, the time.
     live = [frame for frame in shown if frame.startswith("1/2 ready")]
-    assert len(live) >= 3, shown
-    assert all(f"waiting for {late.address} (connection refused)" in frame for frame in live), live
+    assert all(f"waiting for {late.address} (" in frame for frame in live), live
+    refused = [frame for frame in live if f"waiting for {late.address} (connection refused)" in frame]
+    assert len(refused) >= 3, shown  # the first frames may still say "(first attempt)"
     assert all(early.address not in frame.split("waiting for")[1] for frame in live), live
     times = [frame.split(" · ")[1] for frame in live]
     assert all(t.endswith(("ms", "s")) and t[0].isdigit() for t in times), times
