@@ -38,6 +38,7 @@ SCHEMA_FILE = Path(__file__).resolve().parent.parent / "portpatrol.schema.json"
 
 # `${NAME}`, `${NAME:-default}`, the escape `$${` (a literal `${`), or a malformed `${`.
 _REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Aliases may repeat parts of a document, but not blow it up (the "billion laughs" attack):
 # values reached through aliases may number at most this plus ten per value written.
@@ -481,7 +482,7 @@ class _Compiler:
         try:
             return parser(resolved.value), resolved.secrets
         except ValueError as error:
-            self.add(path, str(error), value=text)
+            self.add(path, _hide(str(error), resolved.secrets), value=text)
             return None
 
     def duration(self, path: JsonPath, value: Any) -> tuple[float, frozenset[str]] | None:
@@ -606,7 +607,7 @@ class _Compiler:
             try:
                 address = parse_address(resolved.value, check_type, "type")
             except ValueError as error:
-                self.add(address_path, str(error), value=template)
+                self.add(address_path, _hide(str(error), resolved.secrets), value=template)
         if address is None:
             return None
         for other in ("http", "icmp"):
@@ -770,6 +771,17 @@ class _Compiler:
             secrets |= resolved.secrets
             headers.append((name, resolved.value.strip()))
         return tuple(headers)
+
+
+def _hide(message: str, secrets: frozenset[str]) -> str:
+    """A parser's message about an interpolated value: whatever it quotes may be (part of) a
+    secret, cut or escaped by `quote`, so every quoted text goes, and any secret left over."""
+    if not secrets:
+        return message
+    message = _QUOTED.sub('"***"', message)
+    for secret in sorted(secrets, key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message
 
 
 def _host_of(template: str) -> str:
