@@ -9,6 +9,7 @@ from portpatrol.errors import ConfigError
 from portpatrol.model import IcmpSpec, Kind, Spec, StatusCodes, Target, Timing
 from portpatrol.sources import Collector, http_spec, target
 from portpatrol.sources.values import (
+    intended_kind,
     mask_userinfo,
     parse_address,
     parse_bool,
@@ -93,12 +94,11 @@ def targets(environ: Mapping[str, str]) -> list[Target]:
         else collector.parse(env.where("SUCCESS_THRESHOLD"), threshold_text, parse_threshold)
     )
     timing = Timing(env.duration("CHECK_INTERVAL", 2.0), env.duration("DIAL_TIMEOUT", 1.0), threshold or 1)
-    if address is None:
-        raise ConfigError(collector.problems)
+    kind = address.kind if address else intended_kind(text, check_type)
 
     spec: Spec | None = None
     secrets: frozenset[str] = frozenset()
-    if address.kind is Kind.HTTP:
+    if kind is Kind.HTTP:
         method_text = env.get("HTTP_METHOD")
         method = (
             "GET"
@@ -118,19 +118,23 @@ def targets(environ: Mapping[str, str]) -> list[Target]:
             if codes_text is None
             else collector.parse(env.where("HTTP_EXPECTED_STATUS_CODES"), codes_text, parse_status_codes)
         )
+        skip_tls_verify = env.boolean("HTTP_SKIP_TLS_VERIFY")
+        if address is None:  # the address has its own problem; the variables above are checked
+            raise ConfigError(collector.problems)
         spec, secrets = http_spec(
             address,
             method=method or "GET",
             headers=headers or (),
             expected=expected or StatusCodes(),
-            skip_tls_verify=env.boolean("HTTP_SKIP_TLS_VERIFY"),
+            skip_tls_verify=skip_tls_verify,
             environ=environ,
             collector=collector,
             where=env.where("TARGET_ADDRESS"),
         )
-    elif address.kind is Kind.ICMP:
-        spec = IcmpSpec(address.host, env.duration("ICMP_READ_TIMEOUT", 1.0))
+    elif kind is Kind.ICMP:
+        read_timeout = env.duration("ICMP_READ_TIMEOUT", 1.0)
+        spec = IcmpSpec(address.host, read_timeout) if address else None
 
-    if collector.problems:
+    if address is None or collector.problems:
         raise ConfigError(collector.problems)
     return [target(address, env.get("TARGET_NAME"), timing, spec, secrets)]

@@ -192,6 +192,17 @@ def parse_address(text: str, check_type: str | None, type_key: str) -> Address:
     return _tcp_address(rest)
 
 
+def intended_kind(text: str, check_type: str | None) -> Kind | None:
+    """The kind an address that did not parse was meant to have, when that is clear: so the
+    variables of that kind can still be checked and every problem reported at once."""
+    scheme_match = _SCHEME.match(text.strip())
+    scheme = scheme_match.group(1).lower() if scheme_match else None
+    kinds = {_SCHEME_KINDS[name] for name in (scheme, check_type) if name in _SCHEME_KINDS}
+    if len(kinds) != 1 or (scheme is not None and scheme not in _SCHEME_KINDS):
+        return None
+    return kinds.pop()
+
+
 def _tcp_address(rest: str) -> Address:
     example = "(e.g. db:5432, tcp://db:5432 or [::1]:5432)"
     netloc, _, tail = rest.partition("/")

@@ -294,3 +294,31 @@ def test_log_settings_all_problems() -> None:
 def test_module_reads_only_the_mapping_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TARGET_ADDRESS", "elsewhere:1")
     assert env.targets({}) == []
+
+
+def test_bad_address_still_reports_the_http_variables() -> None:
+    found = problems(
+        {
+            "TARGET_ADDRESS": "http://:8080",
+            "HTTP_METHOD": "G T",
+            "HTTP_EXPECTED_STATUS_CODES": "99",
+            "HTTP_SKIP_TLS_VERIFY": "yes",
+        }
+    )
+    assert [line.split(":")[0].split("=")[0] for line in found] == [
+        "TARGET_ADDRESS",
+        "HTTP_METHOD",
+        "HTTP_EXPECTED_STATUS_CODES",
+        "HTTP_SKIP_TLS_VERIFY",
+    ]
+
+
+def test_bad_address_still_reports_icmp_read_timeout() -> None:
+    found = problems({"TARGET_ADDRESS": "icmp://host:80", "ICMP_READ_TIMEOUT": "1"})
+    assert len(found) == 2
+    assert found[1].startswith('ICMP_READ_TIMEOUT="1": not a duration')
+
+
+def test_unknown_scheme_checks_no_type_specific_variables() -> None:
+    # Which variables apply is unclear, so none is judged: no noise about the wrong kind.
+    assert len(problems({"TARGET_ADDRESS": "htp://x", "HTTP_METHOD": "G T", "ICMP_READ_TIMEOUT": "1"})) == 1

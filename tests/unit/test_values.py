@@ -7,6 +7,7 @@ import pytest
 from portpatrol.model import Kind, StatusCodes
 from portpatrol.sources.values import (
     format_duration,
+    intended_kind,
     parse_address,
     parse_bool,
     parse_check_type,
@@ -480,3 +481,21 @@ def test_quote_cuts_huge_values() -> None:
     assert quote("a b") == '"a b"'
     assert quote("x" * 200).endswith('…"')
     assert len(quote("x" * 200)) < 100
+
+
+@pytest.mark.parametrize(
+    ("text", "check_type", "kind"),
+    [
+        ("http://:8080", None, Kind.HTTP),
+        ("HTTPS://exam ple.com", None, Kind.HTTP),
+        ("icmp://h:1", None, Kind.ICMP),
+        ("db", None, None),  # no scheme, no type: TCP has no type-specific variables anyway
+        ("db", "https", Kind.HTTP),
+        ("http://x", "https", Kind.HTTP),
+        ("http://x", "tcp", None),  # a contradiction: unclear
+        ("htp://x", None, None),
+        ("htp://x", "http", None),
+    ],
+)
+def test_intended_kind_of_a_bad_address(text: str, check_type: str | None, kind: Kind | None) -> None:
+    assert intended_kind(text, check_type) is kind
