@@ -71,15 +71,12 @@ def test_interval_and_dial_timeout_apply_to_argument_targets(http_peer: HttpPeer
 
 
 def test_env_target_and_argument_targets_together(http_peer: HttpPeer) -> None:
-    with TcpListener(start_after=0.5) as db:
-        env = {
-            "TARGET_ADDRESS": http_peer.url("/status/200"),
-            "TARGET_NAME": "api",
-            "CHECK_INTERVAL": "100ms",
-        }
-        result = run_portpatrol(env, [*FAST, db.address], timeout=20)
-    assert result.code == 0, result.stderr
-    said = messages(result.stderr)
+    env = {"TARGET_ADDRESS": http_peer.url("/status/200"), "TARGET_NAME": "api", "CHECK_INTERVAL": "100ms"}
+    with TcpListener(start_after=None) as db, Running(env, [*FAST, db.address]) as running:
+        running.wait_for_line("127.0.0.1 is not ready")
+        db.start()
+        assert running.wait(20) == 0, running.lines
+    said = messages("\n".join(running.lines))
     assert "api is ready ✓" in said
     assert "127.0.0.1 is ready ✓" in said
     assert "127.0.0.1 is not ready ✗" in said
@@ -273,14 +270,19 @@ def test_report_hides_secrets(tmp_path: Path, http_peer: HttpPeer) -> None:
 
 def test_late_target_while_another_is_already_ready(tmp_path: Path) -> None:
     path = tmp_path / "report.json"
-    with TcpListener() as early, TcpListener(start_after=1.0) as late:
-        result = run_portpatrol(args=[*FAST, "--report", str(path), early.address, late.address], timeout=20)
+    with TcpListener() as early, TcpListener(start_after=None) as late:
+        with Running(args=[*FAST, "--report", str(path), early.address, late.address]) as running:
+            running.wait_for_line(f"{early.address} is ready ✓")
+            for _ in range(5):  # the late one keeps failing while the early one is done
+                running.wait_for_line(f"{late.address} is not ready ✗")
+            late.start()
+            assert running.wait(20) == 0, running.lines
         assert early.accepted == 1  # a ready target is never checked again
-    assert result.code == 0, result.stderr
-    ready_at = {parse_line(line)["msg"]: line_time(line) for line in result.lines if "is ready ✓" in line}
+    lines = running.lines
+    ready_at = {parse_line(line)["msg"]: line_time(line) for line in lines if "is ready ✓" in line}
     early_ready, late_ready = ready_at[f"{early.address} is ready ✓"], ready_at[f"{late.address} is ready ✓"]
-    assert late_ready - early_ready > 0.7
-    assert parse_line(result.lines[-1])["msg"] == "All 2 targets are ready"
+    assert late_ready - early_ready > 0.3
+    assert parse_line(lines[-1])["msg"] == "All 2 targets are ready"
     entries = by_name(load_report(path))
     assert entries[early.address]["attempts"] == 1
     assert entries[late.address]["attempts"] > 3

@@ -15,10 +15,10 @@ import struct
 import subprocess
 import termios
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tests.peers import PORTPATROL, TcpListener, minimal_env
+from tests.peers import PORTPATROL, Running, TcpListener, minimal_env
 
 
 @dataclass
@@ -29,8 +29,15 @@ class TtyRun:
 
 
 def run_on_tty(
-    args: Sequence[str], env: dict[str, str] | None = None, *, columns: int = 200, timeout: float = 20
+    args: Sequence[str],
+    env: dict[str, str] | None = None,
+    *,
+    columns: int = 200,
+    timeout: float = 20,
+    watch: Callable[[str], None] | None = None,
 ) -> TtyRun:
+    """Run to the end with stderr on a terminal; `watch` sees all output so far after every read
+    (to start a late peer once the command has shown that it is waiting, whatever the machine's speed)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
     proc = subprocess.Popen(
@@ -51,6 +58,8 @@ def run_on_tty(
             if not chunk:
                 break
             received += chunk
+            if watch is not None:
+                watch(received.decode("utf-8", "replace"))
         stdout, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
     finally:
         if proc.poll() is None:
@@ -66,9 +75,20 @@ def frames(terminal: str) -> list[str]:
     return [piece for piece in pieces if piece.strip()]
 
 
+def start_after_failures(listener: TcpListener, count: int) -> Callable[[str], None]:
+    """A watcher that starts `listener` once `count` failed attempts were shown."""
+
+    def watch(text: str) -> None:
+        if text.count("connection refused") >= count:
+            listener.start()
+
+    return watch
+
+
 def test_live_line_on_a_terminal_shows_ready_count_waiting_names_reasons_and_time() -> None:
-    with TcpListener() as early, TcpListener(start_after=1.0) as late:
-        run = run_on_tty(["--interval", "100ms", early.address, late.address])
+    with TcpListener() as early, TcpListener(start_after=None) as late:
+        watch = start_after_failures(late, 8)
+        run = run_on_tty(["--interval", "100ms", early.address, late.address], watch=watch)
     assert run.code == 0, run.terminal
     assert run.stdout == ""
     shown = frames(run.terminal)
@@ -110,10 +130,12 @@ def test_deadline_on_a_terminal_says_who_was_not_ready_and_why() -> None:
 
 
 def test_asking_for_a_log_format_on_a_terminal_gives_plain_lines() -> None:
-    with TcpListener(start_after=0.5) as late:
-        text = run_on_tty(["--interval", "100ms", late.address], {"LOG_FORMAT": "text"})
-    with TcpListener(start_after=0.5) as late:
-        json_run = run_on_tty(["--interval", "100ms", late.address], {"LOG_FORMAT": "json"})
+    with TcpListener(start_after=None) as late:
+        watch = start_after_failures(late, 2)
+        text = run_on_tty(["--interval", "100ms", late.address], {"LOG_FORMAT": "text"}, watch=watch)
+    with TcpListener(start_after=None) as late:
+        watch = start_after_failures(late, 2)
+        json_run = run_on_tty(["--interval", "100ms", late.address], {"LOG_FORMAT": "json"}, watch=watch)
     assert text.code == 0
     assert json_run.code == 0
     for run in (text, json_run):
@@ -128,16 +150,17 @@ def test_asking_for_a_log_format_on_a_terminal_gives_plain_lines() -> None:
 
 
 def test_not_a_terminal_gives_plain_lines() -> None:
-    with TcpListener(start_after=0.5) as late:
-        done = subprocess.run(
-            [str(PORTPATROL), "--interval", "100ms", late.address],
-            env=minimal_env(),
-            capture_output=True,
-            timeout=20,
-            check=False,
-        )
-    err = done.stderr.decode()
-    assert done.returncode == 0
+    with (
+        TcpListener(start_after=None) as late,
+        Running(args=["--interval", "100ms", late.address]) as running,
+    ):
+        running.wait_for_line("is not ready")
+        late.start()
+        code = running.wait(20)
+        stdout = running.proc.stdout.read() if running.proc.stdout else b""
+    err = "\n".join(running.lines)
+    assert code == 0
+    assert stdout == b""
     assert "\r" not in err
     assert "\x1b" not in err
     assert all(line.startswith("time=") for line in err.splitlines())
