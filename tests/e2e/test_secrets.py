@@ -1,0 +1,381 @@
+"""No secret reaches a log or standard output, in either format, on success, failure, deadline or a
+configuration error, including error texts from the HTTP library.
+
+Every secret planted below contains MARK. Each run uses LOG_EXTRA_FIELDS=true (so the target address
+is printed too) and a short deadline (so the give-up lines with the last error are printed too), and
+the test asserts MARK appears nowhere in stdout or stderr, nor in the base64 or URL-encoded forms a
+careless client might print (Basic credentials, an echoed request line)."""
+
+from __future__ import annotations
+
+import base64
+import ssl
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from tests.peers import HttpPeer, RecordingProxy, Result, TcpListener, free_port, run_portpatrol
+
+MARK = "S3CRET"
+USERINFO = f"alice:{MARK}-userinfo"
+QUERY = f"token={MARK}-token&access_token={MARK}-access&api_key={MARK}-apikey&password={MARK}-pw&page=1"
+HEADERS = f"Authorization=Bearer {MARK}-bearer,X-Api-Key={MARK}-apikey-header,Cookie=session={MARK}-cookie"
+PROXY_USER = f"bob:{MARK}-proxy"
+QUICK = {"DIAL_TIMEOUT": "200ms", "CHECK_INTERVAL": "100ms", "PORTPATROL_TIMEOUT": "600ms"}
+
+# Known bug, reported: an address that does not parse is quoted in the error with its user info
+# masked (values.mask_userinfo) but its token-like query values shown. Strict: passes once fixed.
+QUERY_LEAK = pytest.mark.xfail(
+    strict=True, reason="bug: values.mask_userinfo leaves token-like query values in unparsable addresses"
+)
+
+FORMATS = [{"LOG_FORMAT": "text"}, {"LOG_FORMAT": "json"}]
+
+
+def _forms(secret: str) -> list[str]:
+    return [secret, quote(secret, safe=""), base64.b64encode(secret.encode()).decode()]
+
+
+def assert_no_secret(result: Result, *extra: str) -> None:
+    seen = result.stdout + result.stderr
+    assert result.stderr, "the run said nothing"
+    for secret in (MARK, *extra):
+        for form in _forms(secret):
+            assert form not in seen, (form, result.stdout, result.stderr)
+    assert "Traceback" not in seen, result.stderr
+
+
+def run(env: Mapping[str, str], args: Sequence[str] = (), log: Mapping[str, str] | None = None) -> Result:
+    full = {"LOG_EXTRA_FIELDS": "true", **QUICK, **(log or {}), **env}
+    return run_portpatrol(full, args, timeout=20)
+
+
+def http_url(port: int, path: str = "/status/503", scheme: str = "http") -> str:
+    return f"{scheme}://{USERINFO}@127.0.0.1:{port}{path}?{QUERY}"
+
+
+@pytest.fixture(params=FORMATS, ids=["text", "json"])
+def log(request: pytest.FixtureRequest) -> dict[str, str]:
+    fmt: dict[str, str] = request.param
+    return fmt
+
+
+# --------------------------------------------------------------------------- env source
+
+
+def test_failing_target_with_every_kind_of_secret(log: dict[str, str]) -> None:
+    with HttpPeer() as peer:
+        result = run({"TARGET_ADDRESS": http_url(peer.port), "HTTP_HEADERS": HEADERS}, log=log)
+        seen = peer.requests
+    assert result.code == 124, result.lines
+    assert_no_secret(result)
+    # The secrets were really used: the peer got them.
+    assert seen
+    assert seen[0].header_values("Authorization") == [f"Bearer {MARK}-bearer"]
+    assert seen[0].header_values("X-Api-Key") == [f"{MARK}-apikey-header"]
+    assert f"{MARK}-token" in seen[0].path
+    basic = base64.b64encode(USERINFO.encode()).decode()
+    assert seen[0].header_values("Authorization") != [f"Basic {basic}"]  # headers win, as written
+    assert "did not become ready in time" in result.stderr
+
+
+def test_ready_target_with_every_kind_of_secret(log: dict[str, str]) -> None:
+    with HttpPeer() as peer:
+        result = run({"TARGET_ADDRESS": http_url(peer.port, "/status/200"), "HTTP_HEADERS": HEADERS}, log=log)
+    assert result.code == 0, result.lines
+    assert_no_secret(result)
+
+
+def test_refused_target(log: dict[str, str]) -> None:
+    result = run({"TARGET_ADDRESS": http_url(free_port()), "HTTP_HEADERS": HEADERS}, log=log)
+    assert result.code == 124, result.lines
+    assert_no_secret(result)
+
+
+def test_tcp_address_with_userinfo_is_masked(log: dict[str, str]) -> None:
+    result = run({"TARGET_ADDRESS": f"tcp://{USERINFO}@127.0.0.1:{free_port()}"}, log=log)
+    assert result.code in (2, 124), result.lines
+    assert_no_secret(result)
+
+
+def test_tls_failure(log: dict[str, str], tls_server: tuple[ssl.SSLContext, Path]) -> None:
+    with HttpPeer(tls=tls_server[0]) as peer:
+        env = {"TARGET_ADDRESS": http_url(peer.port, scheme="https"), "HTTP_HEADERS": HEADERS}
+        result = run(env, log=log)
+    assert result.code == 124, result.lines
+    assert "TLS certificate" in result.stderr
+    assert_no_secret(result)
+
+
+def test_tls_stall(log: dict[str, str]) -> None:
+    with TcpListener(silent=True) as peer:
+        env = {"TARGET_ADDRESS": http_url(peer.port, scheme="https"), "HTTP_HEADERS": HEADERS}
+        result = run(env, log=log)
+    assert result.code == 124, result.lines
+    assert_no_secret(result)
+
+
+# --------------------------------------------------------------------------- proxies
+
+
+def test_proxy_with_credentials_that_refuses(log: dict[str, str]) -> None:
+    env = {
+        "TARGET_ADDRESS": http_url(free_port()),
+        "HTTP_HEADERS": HEADERS,
+        "HTTP_PROXY": f"http://{PROXY_USER}@127.0.0.1:{free_port()}",
+    }
+    result = run(env, log=log)
+    assert result.code == 124, result.lines
+    assert_no_secret(result)
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy"])
+def test_proxy_with_credentials_that_forwards(log: dict[str, str], variable: str) -> None:
+    with HttpPeer() as peer, RecordingProxy() as proxy:
+        env = {
+            "TARGET_ADDRESS": http_url(peer.port),
+            "HTTP_HEADERS": HEADERS,
+            variable: f"http://{PROXY_USER}@127.0.0.1:{proxy.port}",
+        }
+        result = run(env, log=log)
+        seen = list(proxy.seen)
+    assert result.code == 124, result.lines
+    assert seen, "the proxy was not used"
+    assert_no_secret(result)
+
+
+def test_https_through_proxy_with_credentials(
+    log: dict[str, str], tls_server: tuple[ssl.SSLContext, Path]
+) -> None:
+    with HttpPeer(tls=tls_server[0]) as peer, RecordingProxy() as proxy:
+        env = {
+            "TARGET_ADDRESS": http_url(peer.port, scheme="https"),
+            "HTTP_HEADERS": HEADERS,
+            "HTTPS_PROXY": f"http://{PROXY_USER}@127.0.0.1:{proxy.port}",
+        }
+        result = run(env, log=log)
+        seen = list(proxy.seen)
+    assert result.code == 124, result.lines
+    assert seen
+    assert seen[0][0] == "CONNECT"
+    assert_no_secret(result)
+
+
+class _ProxyAuthRequired(BaseHTTPRequestHandler):
+    """A proxy that refuses every request and tunnel with 407."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _refuse(self) -> None:
+        self.send_response(407)
+        self.send_header("Proxy-Authenticate", 'Basic realm="x"')
+        self.send_header("Content-Length", "0")
+        self.send_header("Connection", "close")
+        self.end_headers()
+
+    do_GET = do_CONNECT = _refuse
+
+
+@pytest.fixture
+def refusing_proxy() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ProxyAuthRequired)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield int(server.server_address[1])
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_proxy_that_demands_authentication(log: dict[str, str], refusing_proxy: int, scheme: str) -> None:
+    env = {
+        "TARGET_ADDRESS": http_url(free_port(), scheme=scheme),
+        "HTTP_HEADERS": HEADERS,
+        f"{scheme.upper()}_PROXY": f"http://{PROXY_USER}@127.0.0.1:{refusing_proxy}",
+    }
+    result = run(env, log=log)
+    assert result.code == 124, result.lines
+    assert_no_secret(result)
+
+
+# --------------------------------------------------------------------------- redirects with credentials
+
+
+class _Redirect(BaseHTTPRequestHandler):
+    location = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(302)
+        self.send_header("Location", self.server.location)  # type: ignore[attr-defined]
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        f"http://carol:{MARK}-redirect@127.0.0.1:{{closed}}/next?token={MARK}-redirect-token",
+        f"ftp://carol:{MARK}-redirect@127.0.0.1/",
+        f"http://carol:{MARK}-redirect@127.0.0.1:notaport/",
+        f"https://carol:{MARK}-redirect@127.0.0.1:{{closed}}/",
+    ],
+    ids=["refused", "unsupported-scheme", "invalid-location", "https"],
+)
+def test_redirect_to_a_url_with_credentials(log: dict[str, str], location: str) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Redirect)
+    server.location = location.replace("{closed}", str(free_port()))  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        env = {
+            "TARGET_ADDRESS": f"http://{USERINFO}@127.0.0.1:{server.server_address[1]}/",
+            "HTTP_HEADERS": HEADERS,
+        }
+        result = run(env, log=log)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.code == 124, result.lines
+    assert "is not ready" in result.stderr
+    assert_no_secret(result)
+
+
+# --------------------------------------------------------------------------- configuration errors
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        pytest.param({"TARGET_ADDRESS": f"http://{USERINFO}@exam ple.invalid/?{QUERY}"}, marks=QUERY_LEAK),
+        pytest.param({"TARGET_ADDRESS": f"htp://{USERINFO}@127.0.0.1/?{QUERY}"}, marks=QUERY_LEAK),
+        {"TARGET_ADDRESS": f"tcp://{USERINFO}@127.0.0.1:99999"},
+        {"TARGET_ADDRESS": "http://127.0.0.1:1/", "HTTP_HEADERS": f"Authorization Bearer {MARK}-nopair"},
+        {"TARGET_ADDRESS": "http://127.0.0.1:1/", "HTTP_HEADERS": f"A=1,=Bearer {MARK}-nokey"},
+        {
+            "TARGET_ADDRESS": "http://127.0.0.1:1/",
+            "HTTP_HEADERS": f"Authorization=x {MARK}-dup,authorization=y",
+        },
+        {"TARGET_ADDRESS": "http://127.0.0.1:1/", "HTTP_HEADERS": f"Bad Name=Bearer {MARK}-badname"},
+        {"TARGET_ADDRESS": "http://127.0.0.1:1/", "HTTP_PROXY": f"http://{PROXY_USER}@exam ple.invalid:3128"},
+        {"TARGET_ADDRESS": "http://127.0.0.1:1/", "HTTP_PROXY": f"socks5://{PROXY_USER}@127.0.0.1:1080"},
+        {"TARGET_ADDRESS": "http://127.0.0.1:1/", "HTTP_PROXY": f"http://{PROXY_USER}@127.0.0.1:notaport"},
+        {
+            "TARGET_ADDRESS": f"http://{USERINFO}@127.0.0.1:1/?{QUERY}",
+            "HTTP_HEADERS": HEADERS,
+            "CHECK_INTERVAL": "5",
+            "HTTP_METHOD": "G E T",
+        },
+    ],
+    ids=[
+        "address-space",
+        "address-scheme",
+        "address-port",
+        "header-no-equals",
+        "header-no-name",
+        "header-duplicate",
+        "header-bad-name",
+        "proxy-space",
+        "proxy-scheme",
+        "proxy-port",
+        "other-errors",
+    ],
+)
+def test_configuration_errors_do_not_quote_secrets(env: dict[str, str]) -> None:
+    # Configuration errors are plain `portpatrol:` lines whatever LOG_FORMAT says.
+    result = run(env, log={"LOG_FORMAT": "json"})
+    assert result.code == 2, result.lines
+    assert all(line.startswith("portpatrol: ") for line in result.lines), result.lines
+    assert_no_secret(result)
+
+
+# --------------------------------------------------------------------------- target arguments
+
+
+def test_target_arguments_with_secrets(log: dict[str, str]) -> None:
+    with HttpPeer() as peer:
+        result = run({}, [http_url(peer.port), f"tcp://{USERINFO}@127.0.0.1:{free_port()}"], log=log)
+    assert result.code == 124, result.lines
+    assert_no_secret(result)
+
+
+def test_validate_prints_the_plan_without_secrets() -> None:
+    env = {
+        "TARGET_ADDRESS": http_url(8080),
+        "HTTP_HEADERS": HEADERS,
+        "HTTP_PROXY": f"http://{PROXY_USER}@127.0.0.1:3128",
+    }
+    result = run_portpatrol(env, ["validate", http_url(8081)], timeout=20)
+    assert result.code == 0, result.stderr
+    assert result.stdout
+    seen = result.stdout + result.stderr
+    for form in _forms(MARK):
+        assert form not in seen, seen
+
+
+# --------------------------------------------------------------------------- the config file
+
+
+CONFIG = """
+timeout: 1s
+defaults: {interval: 200ms, dial_timeout: 300ms}
+targets:
+  - name: api
+    address: "http://alice:${PASSWORD}@127.0.0.1:${PORT}/status/503?token=${TOKEN}"
+    http:
+      headers: {Authorization: "Bearer ${API_TOKEN}", X-Plain: "literal-${API_TOKEN}-suffix"}
+  - name: db
+    address: "tcp://127.0.0.1:${CLOSED}"
+"""
+
+CONFIG_ENV = {
+    "PASSWORD": f"{MARK}-file-password",
+    "TOKEN": f"{MARK}-file-token",
+    "API_TOKEN": f"{MARK}-file-bearer",
+}
+
+
+def test_interpolated_variables_never_logged(log: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "pp.yaml"
+    config.write_text(CONFIG)
+    with HttpPeer() as peer:
+        env = {**CONFIG_ENV, "PORT": str(peer.port), "CLOSED": str(free_port())}
+        result = run(env, ["--config", str(config)], log=log)
+        seen = peer.requests
+    assert result.code == 124, result.lines
+    assert seen
+    assert seen[0].header_values("Authorization") == [f"Bearer {MARK}-file-bearer"]
+    assert_no_secret(result)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        'targets: [{address: "http://127.0.0.1:${PORT}/"}]',
+        'targets: [{address: "tcp://127.0.0.1:${PORT}"}]',
+        'targets: [{address: "${PORT}"}]',
+        'targets: [{address: "http://127.0.0.1:1/", interval: "${PORT}"}]',
+        'targets: [{address: "http://127.0.0.1:1/", http: {method: "${PORT}"}}]',
+        'targets: [{address: "http://127.0.0.1:1/", http: {expected_status_codes: "${PORT}"}}]',
+        'targets: [{address: "http://127.0.0.1:1/", http: {headers: {"${PORT}": x}}}]',
+        'targets: [{address: "http://127.0.0.1:1/", name: "${PORT}\\u0001"}]',
+    ],
+)
+def test_bad_interpolated_values_are_not_quoted(tmp_path: Path, document: str) -> None:
+    """A variable holding a secret that makes a value invalid: the error names the key, not the value."""
+    config = tmp_path / "pp.yaml"
+    config.write_text(document + "\n")
+    result = run({"PORT": f"{MARK} not:a/port\x01"}, ["--config", str(config)])
+    assert result.code in (2, 124), result.lines
+    assert_no_secret(result)
