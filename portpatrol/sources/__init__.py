@@ -8,7 +8,7 @@ from typing import TypeVar
 from portpatrol import __version__
 from portpatrol.errors import Problem
 from portpatrol.model import HttpSpec, IcmpSpec, Kind, Spec, StatusCodes, Target, TcpSpec, Timing
-from portpatrol.sources.values import Address, select_proxy
+from portpatrol.sources.values import Address, mask_userinfo, parse_address, quote, select_proxy
 
 T = TypeVar("T")
 
@@ -41,24 +41,25 @@ def http_spec(
     skip_tls_verify: bool,
     environ: Mapping[str, str],
     collector: Collector,
-    where: str,
 ) -> tuple[HttpSpec, frozenset[str]]:
     """The HTTP spec for an address, with the proxy the environment selects for it.
     Returns the secrets it holds (header values, proxy passwords) beside it."""
     assert address.url is not None
     if not any(name.lower() == "user-agent" for name, _ in headers):
         headers = (("User-Agent", USER_AGENT), *headers)
-    proxy = collector.parse(where, address.url, lambda url: select_proxy(url, environ))
     secrets = frozenset(value for _, value in headers if value and value != USER_AGENT)
+    proxy = select_proxy(address.url, environ)
     proxy_url = None
     if proxy is not None:
-        from portpatrol.sources.values import parse_address
-
-        proxy_url = proxy[1]
-        try:
-            secrets |= parse_address(proxy_url, None, "").secrets
-        except ValueError as error:
-            collector.add(proxy[0], f"not a proxy URL: {error}")
+        key, proxy_url = proxy
+        where = f"{key}={quote(mask_userinfo(environ[key]))}"
+        if proxy_url.partition("://")[0].lower() not in ("http", "https"):
+            collector.add(where, "only http:// and https:// proxies are supported (e.g. http://proxy:3128)")
+        else:
+            try:
+                secrets |= parse_address(proxy_url, None, "").secrets
+            except ValueError as error:
+                collector.add(where, f"not a proxy URL: {error}")
     spec = HttpSpec(address.url, method, headers, expected, skip_tls_verify, proxy_url)
     return spec, secrets
 

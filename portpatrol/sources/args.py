@@ -31,7 +31,6 @@ def targets(texts: Sequence[str], timing: Timing, environ: Mapping[str, str]) ->
                 skip_tls_verify=False,
                 environ=environ,
                 collector=collector,
-                where=where,
             )
         elif address.kind is Kind.ICMP:
             spec = IcmpSpec(address.host)

@@ -129,7 +129,6 @@ def targets(environ: Mapping[str, str]) -> list[Target]:
             skip_tls_verify=skip_tls_verify,
             environ=environ,
             collector=collector,
-            where=env.where("TARGET_ADDRESS"),
         )
     elif kind is Kind.ICMP:
         read_timeout = env.duration("ICMP_READ_TIMEOUT", 1.0)

@@ -291,7 +291,8 @@ def _mask_userinfo(userinfo: str, text: str) -> tuple[str, frozenset[str]]:
 
 def select_proxy(url: str, environ: Mapping[str, str]) -> tuple[str, str] | None:
     """The proxy for `url` by the usual variables (lower case wins over upper case), as
-    (variable, proxy URL), or None when none is set or NO_PROXY bypasses the host."""
+    (variable, proxy URL), or None when none is set or NO_PROXY bypasses the host.
+    A proxy without a scheme is an http:// one."""
     parts = urlsplit(url)
     found = _proxy_variable(environ, f"{parts.scheme}_proxy") or _proxy_variable(environ, "all_proxy")
     if found is None:
@@ -300,11 +301,7 @@ def select_proxy(url: str, environ: Mapping[str, str]) -> tuple[str, str] | None
     if no_proxy and _bypassed(parts.hostname or "", parts.port, no_proxy[1]):
         return None
     key, proxy = found
-    if "://" not in proxy:
-        proxy = "http://" + proxy
-    if urlsplit(proxy).scheme.lower() not in ("http", "https"):
-        raise ValueError(f"{key}: only http:// and https:// proxies are supported (e.g. http://proxy:3128)")
-    return key, proxy
+    return key, proxy if "://" in proxy else "http://" + proxy
 
 
 def _proxy_variable(environ: Mapping[str, str], name: str) -> tuple[str, str] | None:
