@@ -113,15 +113,15 @@ class _Reader:
     def __init__(self, where: str) -> None:
         self.where = where
         self.problems: list[tuple[int, Problem]] = []
-        # A frame per open collection: [container, anchor, pending key, line of the key, size],
-        # where size counts the values inside, aliases expanded.
+        # A frame per open collection: [container, anchor, pending key, line of the key, size,
+        # start mark], where size counts the values inside, aliases expanded.
         self.stack: list[list[Any]] = []
 
     def problem(self, mark: Any, message: str, *, at_path: bool = True) -> None:
         line = mark.line + 1
         if at_path:
             steps: list[str | int] = []
-            for container, _, key, _, _ in self.stack:
+            for container, _, key, *_ in self.stack:
                 if isinstance(container, _Seq):
                     steps.append(len(container))
                 elif isinstance(key, str):
@@ -237,12 +237,12 @@ class _Reader:
                 container: _Map | _Seq = _Map(line) if is_map else _Seq(line)
                 if event.tag not in (None, "!", _TAG + ("map" if is_map else "seq")):
                     self._bad_tag(event)
-                stack.append([container, event.anchor, None, 0, 1])
+                stack.append([container, event.anchor, None, 0, 1, event.start_mark])
             elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
-                container, anchor, _, _, size = stack.pop()
+                container, anchor, _, _, size, start = stack.pop()
                 if anchor is not None:
                     anchors[anchor] = (container, size)
-                add(container, event.start_mark, size)
+                add(container, start, size)
 
     def _scalar(self, yaml: Any, event: Any) -> Any:
         tag = event.tag
@@ -326,6 +326,14 @@ class _Text:
 
     value: str
     secrets: frozenset[str]
+
+
+@dataclasses.dataclass(slots=True)
+class _Http:
+    method: str
+    headers: tuple[tuple[str, str], ...]
+    expected: StatusCodes
+    skip_tls_verify: bool
 
 
 class _Compiler:
@@ -431,12 +439,14 @@ class _Compiler:
             if name is None:
                 malformed = True
                 return whole
-            found = self.environ.get(name) or default
-            if found is None:
+            found = self.environ.get(name)
+            if found:
+                secrets.add(found)
+                return found
+            if default is None:
                 missing.append(name)
                 return whole
-            secrets.add(found)
-            return found
+            return default  # written in the file, so no secret
 
         value = _REFERENCE.sub(replace, text) if "$" in text else text
         written = text if show else None
@@ -595,23 +605,24 @@ class _Compiler:
             secrets |= found_secrets
         address_path = (*path, "address")
         template = self.string(address_path, item["address"])
-        if template is None:
-            return None
-        if not template.strip():
-            self.add(address_path, "must not be empty (e.g. db:5432 or http://api:8080/healthz)")
-            return None
-        resolved = self.interpolate(address_path, template)
         address: Address | None = None
+        resolved: _Text | None = None
+        if template is not None and not template.strip():
+            self.add(address_path, "must not be empty (e.g. db:5432 or http://api:8080/healthz)")
+        elif template is not None:
+            resolved = self.interpolate(address_path, template)
         if resolved is not None:
             secrets |= resolved.secrets
             try:
                 address = parse_address(resolved.value, check_type, "type")
             except ValueError as error:
                 self.add(address_path, _hide(str(error), resolved.secrets), value=template)
-        if address is None:
+        # The settings blocks are checked even when the address is wrong: every problem at once.
+        http = self.http_settings(path, item, secrets)
+        read_timeout = self.icmp_settings(path, item, secrets)
+        if address is None or template is None or resolved is None:
             return None
-        for other in ("http", "icmp"):
-            kind = Kind.HTTP if other == "http" else Kind.ICMP
+        for other, kind in (("http", Kind.HTTP), ("icmp", Kind.ICMP)):
             if other in item and address.kind is not kind:
                 self.add(
                     (*path, other),
@@ -620,14 +631,14 @@ class _Compiler:
                     key=True,
                 )
         spec: Spec | None = None
-        if address.kind is Kind.HTTP:
-            spec = self.http(path, item, address, secrets)
+        if address.kind is Kind.HTTP and http is not None:
+            spec = self.http_spec(address_path, address, http, secrets)
         elif address.kind is Kind.ICMP:
-            spec = self.icmp(path, item, address, secrets)
+            spec = IcmpSpec(address.host) if read_timeout is None else IcmpSpec(address.host, read_timeout)
         if len(self.problems) > count:
             return None
-        if resolved is not None and resolved.secrets:
-            address = self.as_written(template, check_type, address, frozenset(secrets))
+        if resolved.value != template:
+            address = self.as_written(template, check_type, address, resolved.secrets)
         values = {key: found[0] for key, found in timing.items()}
         return target(address, name, Timing(**values), spec, frozenset(secrets))
 
@@ -638,25 +649,28 @@ class _Compiler:
         so no interpolated value ends up in them."""
         try:
             written = parse_address(template, check_type, "type")
-            display, host = written.display, written.host
         except ValueError:
-            display, host = template, _host_of(template)
-        for secret in sorted(secrets | address.secrets, key=len, reverse=True):
+            written = dataclasses.replace(
+                address, display=template, host=_host_of(template), secrets=frozenset()
+            )
+        display = written.display
+        for secret in sorted(secrets | written.secrets | address.secrets, key=len, reverse=True):
             display = display.replace(secret, "***")
-        return dataclasses.replace(address, display=display, host=host)
+        return dataclasses.replace(address, display=display, host=written.host)
 
-    def icmp(self, path: JsonPath, item: _Map, address: Address, secrets: set[str]) -> Spec:
-        spec = IcmpSpec(address.host)
+    def icmp_settings(self, path: JsonPath, item: _Map, secrets: set[str]) -> float | None:
+        """The read timeout of the `icmp` block, if it sets one."""
         schema = self.target_schema["properties"]["icmp"]
         settings = self.mapping((*path, "icmp"), item["icmp"], schema) if "icmp" in item else None
         if settings is not None and "read_timeout" in settings:
             found = self.duration((*path, "icmp", "read_timeout"), settings["read_timeout"])
             if found is not None:
-                spec = IcmpSpec(address.host, found[0])
                 secrets |= found[1]
-        return spec
+                return found[0]
+        return None
 
-    def http(self, path: JsonPath, item: _Map, address: Address, secrets: set[str]) -> Spec | None:
+    def http_settings(self, path: JsonPath, item: _Map, secrets: set[str]) -> _Http | None:
+        """The `http` block (or its defaults), or None when it is wrong."""
         http_path = (*path, "http")
         settings = self.mapping(
             http_path, item.get("http", _Map(0)), self.target_schema["properties"]["http"]
@@ -689,22 +703,22 @@ class _Compiler:
         )
         headers = self.headers((*http_path, "headers"), settings.get("headers", _Map(0)), allow, secrets)
         skip = self.boolean((*http_path, "skip_tls_verify"), settings.get("skip_tls_verify", False))
+        return _Http(method, headers, expected, skip)
+
+    def http_spec(self, path: JsonPath, address: Address, http: _Http, secrets: set[str]) -> Spec:
+        """The spec, with the proxy the environment selects for the address."""
         collector = Collector()
         spec, header_secrets = http_spec(
             address,
-            method=method,
-            headers=headers,
-            expected=expected,
-            skip_tls_verify=skip,
+            method=http.method,
+            headers=http.headers,
+            expected=http.expected,
+            skip_tls_verify=http.skip_tls_verify,
             environ=self.environ,
             collector=collector,
-            where="",
         )
         for problem in collector.problems:
-            self.add(
-                (*path, "address"),
-                f"{problem.where}: {problem.message}" if problem.where else problem.message,
-            )
+            self.add(path, f"{problem.where}: {problem.message}" if problem.where else problem.message)
         secrets |= header_secrets
         return spec
 
