@@ -11,7 +11,7 @@ from typing import TextIO
 
 from portpatrol import __version__
 from portpatrol.model import Target
-from portpatrol.runner import AllReady, Event, Failed, GaveUp, Ready, Waiting
+from portpatrol.runner import AllReady, Event, Failed, GaveUp, Ready, Tick, Waiting
 from portpatrol.sources.values import format_duration
 
 _NEEDS_QUOTES = re.compile(r'[\s="\x00-\x1f\x7f]')
@@ -128,6 +128,8 @@ class StatusLine:
             case AllReady(count, seconds):
                 self._print(f"✓ all {count} ready in {elapsed(seconds)}" if count > 1 else "")
                 return
+            case Tick():
+                pass
         self._render()
 
     def write(self, level: str, msg: str, target: Target | None = None, **fields: str) -> None:

@@ -57,7 +57,13 @@ class GaveUp:
     attempts: int
 
 
-Event = Waiting | Failed | Ready | AllReady | GaveUp
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """About once a second while nothing else happens, for outputs that show elapsed time."""
+
+
+Event = Waiting | Failed | Ready | AllReady | GaveUp | Tick
+TICK = 1.0
 
 
 @dataclass(slots=True)
@@ -108,6 +114,7 @@ class Runner:
         for number in range(self.workers):
             threading.Thread(target=self._work, name=f"attempt-{number}", daemon=True).start()
         pending = len(self.progress)
+        ticked = start
         while pending:
             now = self.clock()
             while due and due[0][0] <= now:
@@ -115,11 +122,14 @@ class Runner:
             if deadline is not None and now >= deadline:
                 self._give_up()
                 return False
-            wake = min(due[0][0] if due else float("inf"), float("inf") if deadline is None else deadline)
+            if now - ticked >= TICK:
+                ticked = now
+                self.emit(Tick())
+            wake = min(
+                due[0][0] if due else now + TICK, ticked + TICK, now + TICK if deadline is None else deadline
+            )
             try:
-                index, error, finished = self._results.get(
-                    timeout=None if wake == float("inf") else wake - now
-                )
+                index, error, finished = self._results.get(timeout=max(0.0, wake - now))
             except queue.Empty:
                 continue
             item = self.progress[index]

@@ -26,8 +26,8 @@ from portpatrol.sources.values import format_duration
 
 NOT_PERMITTED = (
     "ICMP is not permitted here: neither an unprivileged ping socket nor a raw socket could be opened. "
-    'Allow ping sockets for this group (sysctl net.ipv4.ping_group_range="0 2147483647"), '
-    'or grant the CAP_NET_RAW capability (Kubernetes: securityContext.capabilities.add: ["NET_RAW"])'
+    'Allow ping sockets for this group with net.ipv4.ping_group_range="0 2147483647" (Kubernetes: '
+    "the pod's securityContext.sysctls), or run with the CAP_NET_RAW capability (as root)"
 )
 
 # (echo reply, error types with their meaning) for IPv4 and IPv6.
