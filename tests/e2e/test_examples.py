@@ -325,6 +325,31 @@ def test_configmap_config_is_valid_per_the_published_schema() -> None:
     assert errors == []
 
 
+def test_portpatrol_validate_accepts_the_configmap_file_with_the_secret(tmp_path: Path) -> None:
+    """The init container's view: the file at the path of its args, the Secret's token in its env."""
+    docs, container, config = configmap_example()
+    config_file = tmp_path / Path(container["args"][1]).name
+    config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
+    environ = container_environ(docs, container)
+    plan = portpatrol_validate(["--config", str(config_file)], environ)
+    assert plan_has(plan, "postgres", Kind.TCP), plan
+    assert plan_has(plan, "valkey", Kind.TCP), plan
+    assert plan_has(plan, "api", Kind.HTTP), plan
+    assert "deadline 5m" in plan, plan
+    assert environ["API_TOKEN"] not in plan
+
+    # Without the Secret's variable the file is refused, naming it, instead of sending "Bearer ".
+    result = subprocess.run(
+        [str(BIN / "portpatrol"), "validate", "--config", str(config_file)],
+        env={},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "API_TOKEN" in result.stderr
+
+
 def test_configmap_config_targets_are_valid_addresses() -> None:
     _, _, config = configmap_example()
     parse_duration(config["timeout"])
