@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
@@ -17,6 +16,8 @@ from portpatrol.model import Plan, Timing
 from portpatrol.sources.env import LogSettings
 
 if TYPE_CHECKING:
+    import argparse
+
     from portpatrol.runner import Progress, Runner
 
 EXIT_READY = 0
@@ -76,13 +77,14 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError([Problem("arguments", f"{message} (see portpatrol --help)")])
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            raise ConfigError([Problem("arguments", f"{message} (see portpatrol --help)")])
+
+    parser = Parser(
         prog="portpatrol",
         usage=USAGE,
         description=DESCRIPTION,
@@ -112,6 +114,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _arguments(argv: list[str]) -> argparse.Namespace:
+    """The parsed arguments. Without any (the initContainer case) argparse is not even imported:
+    start-up time is what every pod pays."""
+    if argv:
+        return _parser().parse_intermixed_args(argv)
+    from types import SimpleNamespace
+
+    defaults = {"config": None, "timeout": None, "interval": None, "dial_timeout": None, "report": None}
+    return SimpleNamespace(targets=[], workers=64, jitter=0.1, **defaults)  # type: ignore[return-value]
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -123,7 +136,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         if argv[:1] == ["schema"]:
             return _schema(argv[1:])
         validate = argv[:1] == ["validate"]
-        args = _parser().parse_intermixed_args(argv[1:] if validate else argv)
+        args = _arguments(argv[1:] if validate else argv)
         if command is not None and (validate or not command):
             raise ConfigError(
                 [Problem("arguments", "-- must be followed by a COMMAND, e.g. -- python app.py")]
