@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-from tests.peers import PORTPATROL, free_port, line_time, minimal_env, parse_line
+from tests.peers import PORTPATROL, Result, free_port, line_time, minimal_env, parse_line
 
 NOT_READY = "is not ready ✗"
 
@@ -48,12 +48,24 @@ class WindowRun:
         return [parse_line(line).get("error", "") for line in self.lines if NOT_READY in line]
 
 
-def namespace_command(setup: str, env: Mapping[str, str], *, mount: bool = False) -> list[str]:
+def namespace_command(
+    setup: str,
+    env: Mapping[str, str],
+    *,
+    mount: bool = False,
+    wrap: Sequence[str] = (),
+    args: Sequence[str] = (),
+) -> list[str]:
     """argv running `setup` (shell lines) then the installed command, inside a new network namespace
-    (and mount namespace when `mount`) with loopback up. unshare and sh exec in place, so the pid
-    of the process started is the pid of portpatrol itself, and signals reach it directly."""
+    (and mount namespace when `mount`) with loopback up; `wrap` goes before the command (e.g. a
+    setpriv that drops privileges). unshare, sh and setpriv exec in place, so the pid of the process
+    started is the pid of portpatrol itself, and signals reach it directly."""
     assignments = " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items())
-    script = f"set -e\nip link set lo up\n{setup}\nexec env -i {assignments} {shlex.quote(str(PORTPATROL))}"
+    prefix = " ".join(shlex.quote(word) for word in wrap)
+    script = (
+        f"set -e\nip link set lo up\n{setup}\n"
+        f"exec {prefix} env -i {assignments} {shlex.join([str(PORTPATROL), *args])}"
+    )
     return ["unshare", "-n", *(["-m"] if mount else []), "sh", "-c", script]
 
 
@@ -69,9 +81,7 @@ def run_window(
     With `setup`, it runs inside a private network namespace after those shell lines."""
     full = minimal_env(env)
     argv = (
-        [str(PORTPATROL), *args]
-        if setup is None
-        else namespace_command(setup, full, mount=mount) + list(args)
+        [str(PORTPATROL), *args] if setup is None else namespace_command(setup, full, mount=mount, args=args)
     )
     proc = subprocess.Popen(argv, env=full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     lines: list[str] = []
@@ -280,3 +290,25 @@ while True:
     question = query[12 : end + 5]
     sock.sendto(query[:2] + b"\x81\x83\x00\x01\x00\x00\x00\x00\x00\x00" + question, peer)
 """
+
+
+def run_namespaced(
+    setup: str,
+    env: Mapping[str, str],
+    *,
+    wrap: Sequence[str] = (),
+    mount: bool = False,
+    args: Sequence[str] = (),
+    timeout: float = 30,
+) -> Result:
+    """Run portpatrol to its end inside a new network namespace (see namespace_command)."""
+    argv = namespace_command(setup, minimal_env(env), mount=mount, wrap=wrap, args=args)
+    started = time.monotonic()
+    # The background helpers a setup starts must not hold our pipes open: they write to /dev/null.
+    done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
+    return Result(
+        done.returncode,
+        done.stdout.decode("utf-8", "replace"),
+        done.stderr.decode("utf-8", "replace"),
+        time.monotonic() - started,
+    )
