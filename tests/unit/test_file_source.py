@@ -255,6 +255,13 @@ def test_a_password_written_in_the_file_is_masked_beside_a_variable() -> None:
     assert {"hunter2", "abc", "api.internal"} <= target.secrets
 
 
+def test_a_password_in_an_address_that_does_not_parse_is_not_quoted() -> None:
+    assert problem("targets: [{address: 'http://u:hunter2@exam ple/'}]") == (
+        'pp.yaml:1: $.targets[0].address="http://***@exam ple/": a URL has no spaces or control characters '
+        "(e.g. http://api:8080/healthz)"
+    )
+
+
 def test_a_literal_dollar_brace() -> None:
     target = one("targets: [{address: 'http://a/', http: {headers: {X: 'a $${B} c'}}}]")
     assert isinstance(target.spec, HttpSpec)
