@@ -197,16 +197,40 @@ class _Reader:
                     container[key] = value
                     container.lines[key] = (frame[3], line)
 
+        # Dispatch on the exact event class, most frequent first: this loop is most of the time
+        # spent on a big file.
+        scalar, alias = yaml.ScalarEvent, yaml.AliasEvent
+        starts = {yaml.MappingStartEvent: "map", yaml.SequenceStartEvent: "seq"}
+        ends = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+        # Plain scalars whose first character starts no implicit type (null, bool, int, float,
+        # date...) are strings, like every quoted scalar.
+        typed_starts = frozenset(yaml.resolver.Resolver.yaml_implicit_resolvers)
         while True:
             event = loader.get_event()
-            if event is None or isinstance(event, yaml.StreamEndEvent):
-                return root
-            if isinstance(event, yaml.DocumentStartEvent):
-                documents += 1
-                if documents > 1:
-                    self.problem(event.start_mark, "a config file holds one YAML document, not several")
-                    return _SKIP
-            elif isinstance(event, yaml.AliasEvent):
+            kind = event.__class__
+            if kind is scalar:
+                written += 1
+                text = event.value
+                if event.tag is None and (not event.implicit[0] or text[:1] not in typed_starts):
+                    value = text
+                else:
+                    value = self._scalar(yaml, event)
+                if event.anchor is not None:
+                    anchors[event.anchor] = (value, 1)
+                add(value, event.start_mark, 1, text)
+            elif kind in starts:
+                written += 1
+                line = event.start_mark.line + 1
+                container: _Map | _Seq = _Map(line) if kind is yaml.MappingStartEvent else _Seq(line)
+                if event.tag not in (None, "!", _TAG + starts[kind]):
+                    self._bad_tag(event)
+                stack.append([container, event.anchor, None, 0, 1, event.start_mark])
+            elif kind in ends:
+                container, anchor, _, _, size, start = stack.pop()
+                if anchor is not None:
+                    anchors[anchor] = (container, size)
+                add(container, start, size)
+            elif kind is alias:
                 written += 1
                 found = anchors.get(event.anchor)
                 if found is None:
@@ -225,25 +249,13 @@ class _Reader:
                     )
                     return _SKIP
                 add(value, event.start_mark, size)
-            elif isinstance(event, yaml.ScalarEvent):
-                written += 1
-                value = self._scalar(yaml, event)
-                if event.anchor is not None:
-                    anchors[event.anchor] = (value, 1)
-                add(value, event.start_mark, 1, event.value)
-            elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
-                written += 1
-                is_map = isinstance(event, yaml.MappingStartEvent)
-                line = event.start_mark.line + 1
-                container: _Map | _Seq = _Map(line) if is_map else _Seq(line)
-                if event.tag not in (None, "!", _TAG + ("map" if is_map else "seq")):
-                    self._bad_tag(event)
-                stack.append([container, event.anchor, None, 0, 1, event.start_mark])
-            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
-                container, anchor, _, _, size, start = stack.pop()
-                if anchor is not None:
-                    anchors[anchor] = (container, size)
-                add(container, start, size)
+            elif kind is yaml.DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    self.problem(event.start_mark, "a config file holds one YAML document, not several")
+                    return _SKIP
+            elif event is None or kind is yaml.StreamEndEvent:
+                return root
 
     def _scalar(self, yaml: Any, event: Any) -> Any:
         tag = event.tag
@@ -428,6 +440,8 @@ class _Compiler:
     def interpolate(self, path: JsonPath, text: str, *, show: bool = True) -> _Text | None:
         """`text` with `${NAME}` and `${NAME:-default}` replaced from the environment. An empty
         variable counts as unset, as everywhere in portpatrol."""
+        if "${" not in text:
+            return _Text(text, frozenset())
         secrets: set[str] = set()
         missing: list[str] = []
         malformed = False
@@ -449,7 +463,7 @@ class _Compiler:
                 return whole
             return default  # written in the file, so no secret
 
-        value = _REFERENCE.sub(replace, text) if "$" in text else text
+        value = _REFERENCE.sub(replace, text)
         written = text if show else None
         if malformed:
             self.add(
@@ -619,7 +633,8 @@ class _Compiler:
             except ValueError as error:
                 self.add(address_path, _hide(str(error), resolved.secrets), value=template)
         # The settings blocks are checked even when the address is wrong: every problem at once.
-        http = self.http_settings(path, item, secrets)
+        is_http = "http" in item or (address is not None and address.kind is Kind.HTTP)
+        http = self.http_settings(path, item, secrets) if is_http else None
         read_timeout = self.icmp_settings(path, item, secrets)
         if address is None or template is None or resolved is None:
             return None
