@@ -8,7 +8,7 @@ from typing import TypeVar
 from portpatrol import __version__
 from portpatrol.errors import Problem
 from portpatrol.model import HttpSpec, IcmpSpec, Kind, Spec, StatusCodes, Target, TcpSpec, Timing
-from portpatrol.sources.values import Address, mask_userinfo, parse_address, quote, select_proxy
+from portpatrol.sources.values import Address, mask_secrets, parse_address, quote, select_proxy
 
 T = TypeVar("T")
 
@@ -52,7 +52,7 @@ def http_spec(
     proxy_url = None
     if proxy is not None:
         key, proxy_url = proxy
-        where = f"{key}={quote(mask_userinfo(environ[key]))}"
+        where = f"{key}={quote(mask_secrets(environ[key]))}"
         if proxy_url.partition("://")[0].lower() not in ("http", "https"):
             collector.add(where, "only http:// and https:// proxies are supported (e.g. http://proxy:3128)")
         else:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from portpatrol.errors import ConfigError
 from portpatrol.model import IcmpSpec, Kind, Spec, StatusCodes, Target, Timing
 from portpatrol.sources import Collector, http_spec, target
-from portpatrol.sources.values import mask_userinfo, parse_address, quote
+from portpatrol.sources.values import mask_secrets, parse_address, quote
 
 
 def targets(texts: Sequence[str], timing: Timing, environ: Mapping[str, str]) -> list[Target]:
@@ -16,7 +16,7 @@ def targets(texts: Sequence[str], timing: Timing, environ: Mapping[str, str]) ->
     collector = Collector()
     found: list[Target] = []
     for text in texts:
-        where = f"argument {quote(mask_userinfo(text))}"
+        where = f"argument {quote(mask_secrets(text))}"
         address = collector.parse(where, text, lambda t: parse_address(t, None, "the check type"))
         if address is None:
             continue

@@ -10,7 +10,7 @@ from portpatrol.model import IcmpSpec, Kind, Spec, StatusCodes, Target, Timing
 from portpatrol.sources import Collector, http_spec, target
 from portpatrol.sources.values import (
     intended_kind,
-    mask_userinfo,
+    mask_secrets,
     parse_address,
     parse_bool,
     parse_check_type,
@@ -43,7 +43,7 @@ class _Env:
 
     def where(self, key: str) -> str:
         value = self.environ[key]
-        return key if key in _SECRET else f"{key}={quote(mask_userinfo(value))}"
+        return key if key in _SECRET else f"{key}={quote(mask_secrets(value))}"
 
     def duration(self, key: str, default: float) -> float:
         text = self.get(key)

@@ -23,7 +23,7 @@ from portpatrol.model import IcmpSpec, Kind, Plan, Spec, StatusCodes, Target, Ti
 from portpatrol.sources import Collector, http_spec, target
 from portpatrol.sources.values import (
     Address,
-    mask_userinfo,
+    mask_secrets,
     parse_address,
     parse_duration,
     parse_method,
@@ -397,7 +397,7 @@ class _Compiler:
         """A problem at `path`; `value` (the text as written, never an interpolated value) is quoted."""
         line = self._line(path, key)
         where = self.where if line is None else f"{self.where}:{line}"
-        shown = _json_path(path) if value is None else f"{_json_path(path)}={quote(mask_userinfo(value))}"
+        shown = _json_path(path) if value is None else f"{_json_path(path)}={quote(mask_secrets(value))}"
         self.problems.append((line or 0, Problem(where, f"{shown}: {message}")))
 
     # Shapes.

@@ -32,6 +32,7 @@ _FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _SCHEME_KINDS = {"tcp": Kind.TCP, "http": Kind.HTTP, "https": Kind.HTTP, "icmp": Kind.ICMP}
 _SECRET_QUERY = re.compile(r"(?i)token|key|secret|pass|pwd|auth|sig|credential|session|code")
+_QUERY_PAIR = re.compile(r"([?&;]([^=&#;?]*)=)[^&#;]*")
 # Characters that never belong in a host name; catches typos such as `http://exam ple.com`.
 _BAD_HOST = re.compile(r"[\s\x00-\x1f\x7f/\\?#@\[\]<>\"'{}|^`%,;]")
 
@@ -43,10 +44,11 @@ def quote(value: str, limit: int = 80) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def mask_userinfo(text: str) -> str:
-    """Text that may hold `scheme://user:password@`, with the user info hidden: for messages
-    about addresses that did not even parse."""
-    return re.sub(r"(?<=://)[^/?#@\s]*@", "***@", text)
+def mask_secrets(text: str) -> str:
+    """Text that may hold `scheme://user:password@` or `?token=...`, with user info and the values
+    of token-like query parameters hidden: for messages about addresses that did not even parse."""
+    text = re.sub(r"(?<=://)[^/?#@\s]*@", "***@", text)
+    return _QUERY_PAIR.sub(lambda m: f"{m[1]}***" if _SECRET_QUERY.search(m[2]) else m[0], text)
 
 
 def parse_duration(text: str) -> float:
@@ -211,7 +213,7 @@ def _tcp_address(rest: str) -> Address:
     userinfo, host, port = _split_netloc(netloc, example)
     if port is None:
         raise ValueError(f"a TCP address needs a port {example}")
-    display, secrets = _mask_userinfo(userinfo, rest)
+    display, secrets = _mask_secrets(userinfo, rest)
     return Address(Kind.TCP, host, port, None, display, secrets)
 
 
@@ -237,7 +239,7 @@ def _http_address(url: str) -> Address:
     except ValueError as error:
         raise ValueError(f"not a URL: {error} {example}") from None
     userinfo, host, port = _split_netloc(parts.netloc, example)
-    display, secrets = _mask_userinfo(userinfo, url)
+    display, secrets = _mask_secrets(userinfo, url)
     query = []
     for pair in parts.query.split("&") if parts.query else ():
         name, eq, value = pair.partition("=")
@@ -278,7 +280,7 @@ def _split_netloc(netloc: str, example: str) -> tuple[str, str, int | None]:
     return userinfo, host, int(port_text)
 
 
-def _mask_userinfo(userinfo: str, text: str) -> tuple[str, frozenset[str]]:
+def _mask_secrets(userinfo: str, text: str) -> tuple[str, frozenset[str]]:
     """Hide the password of `user:password@` (or a bare `token@`) in the display form."""
     if not userinfo:
         return text, frozenset()

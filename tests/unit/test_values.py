@@ -8,6 +8,7 @@ from portpatrol.model import Kind, StatusCodes
 from portpatrol.sources.values import (
     format_duration,
     intended_kind,
+    mask_secrets,
     parse_address,
     parse_bool,
     parse_check_type,
@@ -472,9 +473,16 @@ def test_lower_case_no_proxy() -> None:
     assert select_proxy("http://a/", {"HTTP_PROXY": "http://p:3128", "no_proxy": "a"}) is None
 
 
-def test_unsupported_proxy_scheme() -> None:
-    with pytest.raises(ValueError, match="only http:// and https:// proxies"):
-        select_proxy("http://a/", {"HTTP_PROXY": "socks5://p:1080"})
+def test_proxy_scheme_is_kept_for_the_source_to_judge() -> None:
+    assert select_proxy("http://a/", {"HTTP_PROXY": "socks5://p:1080"}) == ("HTTP_PROXY", "socks5://p:1080")
+    assert select_proxy("http://a/", {"http_proxy": "p:3128"}) == ("http_proxy", "http://p:3128")
+
+
+def test_mask_secrets_hides_user_info_and_token_values_of_unparsable_addresses() -> None:
+    assert (
+        mask_secrets("http://u:pw@exam ple.com/x?a=1&api_key=k3y&b=2")
+        == "http://***@exam ple.com/x?a=1&api_key=***&b=2"
+    )
 
 
 def test_quote_cuts_huge_values() -> None:
