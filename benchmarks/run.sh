@@ -7,7 +7,8 @@
 #   bash benchmarks/run.sh --only scale idle
 #
 # Environment: PYTHON (default: the real binary behind `python3`, not a pyenv shim),
-# PORTPATROL_BENCH_HOME (venvs and npm packages; default /tmp/portpatrol-bench).
+# PORTPATROL_BENCH_HOME (venvs and npm packages; default /tmp/portpatrol-bench),
+# PORTPATROL_SOURCE (what pip installs as portpatrol; default this checkout, e.g. a `git archive` of a commit).
 # Needs root for apt-get only when hyperfine, wait-for-it, time or node are missing.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -39,8 +40,9 @@ fi
 # start-up measured is the installed command's: compiled bytecode, no .pth path hooks.
 say "portpatrol venv ($python)"
 [ -x "$home/pp/bin/python" ] || "$python" -m venv "$home/pp"
-"$home/pp/bin/pip" install -q "$repo"
-"$home/pp/bin/pip" install -q --force-reinstall --no-deps "$repo"
+source=${PORTPATROL_SOURCE:-$repo}
+"$home/pp/bin/pip" install -q "$source"
+"$home/pp/bin/pip" install -q --force-reinstall --no-deps "$source"
 
 say "tools venv"
 [ -x "$home/tools/bin/python" ] || "$python" -m venv "$home/tools"
