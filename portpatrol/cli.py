@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             )
         plan, settings = _compile(args, environ)
         if validate:
-            return _validate(plan)
+            return _validate(plan, args.config or environ.get("PORTPATROL_CONFIG"))
         status = _wait(plan, settings, args)
     except ConfigError as error:
         for problem in error.problems:
@@ -226,12 +226,18 @@ def _compile(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[Plan
     return Plan(tuple(sources.distinct_names(targets)), timeout), settings
 
 
-def _validate(plan: Plan) -> int:
-    """The resolved plan as a table on standard output; nothing touches the network."""
+def _validate(plan: Plan, config: str | None) -> int:
+    """The resolved plan as a table on standard output; nothing touches the network.
+    A config file is also checked by the published schema itself."""
     from portpatrol.logs import scrub
     from portpatrol.model import HttpSpec, IcmpSpec
     from portpatrol.sources.values import format_duration
 
+    if config:
+        from portpatrol.sources.file import schema_problems
+
+        if problems := schema_problems(config):
+            raise ConfigError(problems)
     rows: list[list[str]] = [["NAME", "TYPE", "ADDRESS", "INTERVAL", "DIAL_TIMEOUT", "DETAILS"]]
     for target in plan.targets:
         spec, timing = target.spec, target.timing
@@ -355,4 +361,7 @@ def run() -> NoReturn:
             status = main()
     except Interrupted as stop:
         status = 128 + stop.signum
+    except BrokenPipeError:  # `portpatrol validate | head`: the reader left; no traceback for that
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = 128 + signal.SIGPIPE
     sys.exit(status)

@@ -95,6 +95,7 @@ class _Stream(httpcore.NetworkStream):
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
     ) -> httpcore.NetworkStream:
         try:
+            _load_certificates(ssl_context)
             self.sock.settimeout(self.backend.left())
             tls = ssl_context.wrap_socket(self.sock, server_hostname=server_hostname)
         except ssl.SSLCertVerificationError as error:
@@ -126,17 +127,31 @@ class _Stream(httpcore.NetworkStream):
 
 @cache
 def _ssl_context(verify: bool) -> ssl.SSLContext:
-    """One context per kind, shared by all targets: loading CA certificates is slow.
-    Verifying uses the system store (which honours SSL_CERT_FILE) and certifi's."""
-    context = ssl.create_default_context()
-    if verify:
-        import certifi
-
-        context.load_verify_locations(certifi.where())
-    else:
+    """One context per kind, shared by all targets. Its CA certificates are loaded on the first
+    TLS handshake (_load_certificates): that takes tens of milliseconds a plain-HTTP wait need
+    not pay."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies certificate and host name
+    if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+_loaded: set[int] = set()
+_loading = threading.Lock()
+
+
+def _load_certificates(context: ssl.SSLContext) -> None:
+    """The system store (which honours SSL_CERT_FILE and SSL_CERT_DIR) and certifi's."""
+    if context.verify_mode == ssl.CERT_NONE or id(context) in _loaded:
+        return
+    with _loading:
+        if id(context) not in _loaded:
+            import certifi
+
+            context.load_default_certs()
+            context.load_verify_locations(certifi.where())
+            _loaded.add(id(context))
 
 
 @cache
