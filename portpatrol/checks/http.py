@@ -18,6 +18,7 @@ import httpcore
 import httpx
 
 from portpatrol.checks import NotReady, net
+from portpatrol.errors import SetupError
 from portpatrol.model import HttpSpec
 from portpatrol.sources.values import format_duration
 
@@ -180,7 +181,12 @@ class HttpCheck:
     def __init__(self, spec: HttpSpec, dial_timeout: float) -> None:
         self.spec = spec
         self.dial_timeout = dial_timeout
-        self.client, self.backend = _client(not spec.skip_tls_verify, spec.proxy, spec.follow_redirects)
+        try:
+            self.client, self.backend = _client(not spec.skip_tls_verify, spec.proxy, spec.follow_redirects)
+        except httpx.InvalidURL as error:
+            # A proxy the source let through but httpx cannot use (a host that is not valid IDNA,
+            # e.g. HTTP_PROXY=http://\x80:3128). httpx names the bad part only, never a password.
+            raise SetupError(f"the HTTP proxy cannot be used: {net.lower_first(str(error))}") from None
         # Credentials in the URL become Basic auth, but as in Go's client (the original's), an
         # Authorization header the user wrote wins: httpx would replace it; a no-op Auth keeps it.
         self.auth: httpx.Auth | None = (
@@ -196,6 +202,8 @@ class HttpCheck:
                 status = response.status_code
         except httpx.TooManyRedirects:
             raise NotReady("more than 10 redirects") from None
+        except httpx.InvalidURL as error:  # not an HTTPError: e.g. a host that is not valid IDNA
+            raise NotReady(f"invalid URL: {net.lower_first(str(error))}") from None
         except httpx.HTTPError as error:
             raise NotReady(net.lower_first(str(error).rstrip(".") or type(error).__name__)) from None
         if status not in self.spec.expected:
