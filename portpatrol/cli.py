@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
     from portpatrol.runner import Progress, Runner
 
+# With the main thread and at most 15 name lookups, a default run stays within 64 OS threads.
+DEFAULT_WORKERS = 48
+
 EXIT_READY = 0
 EXIT_CONFIG = 2
 EXIT_TIMEOUT = 124
@@ -102,7 +105,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("--dial-timeout", metavar="DURATION", help="bound on one attempt, for TARGET arguments (default: 1s)")
     add("--report", metavar="FILE", help="write a JSON summary per target to FILE when done")
-    add("--workers", type=int, default=64, metavar="N", help="attempts made at the same time (default: 64)")
+    add(
+        "--workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        metavar="N",
+        help="attempts made at the same time (default: 48)",
+    )
     add(
         "--jitter",
         type=float,
@@ -122,7 +131,7 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     from types import SimpleNamespace
 
     defaults = {"config": None, "timeout": None, "interval": None, "dial_timeout": None, "report": None}
-    return SimpleNamespace(targets=[], workers=64, jitter=0.1, **defaults)  # type: ignore[return-value]
+    return SimpleNamespace(targets=[], workers=DEFAULT_WORKERS, jitter=0.1, **defaults)  # type: ignore[return-value]
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -186,7 +195,7 @@ def _compile(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[Plan
         duration("--interval", args.interval) or 2.0, duration("--dial-timeout", args.dial_timeout) or 1.0
     )
     if not 1 <= args.workers <= 1024:
-        collector.add(f"--workers={args.workers}", "must be from 1 to 1024 (e.g. 64)")
+        collector.add(f"--workers={args.workers}", "must be from 1 to 1024 (e.g. 48)")
     if not 0 <= args.jitter <= 1:
         collector.add(f"--jitter={args.jitter}", "must be from 0 (off) to 1 (e.g. 0.1)")
     problems = collector.problems

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from portpatrol.checks import Check, NotReady
 from portpatrol.model import Target
 
-DEFAULT_WORKERS = 64
 DEFAULT_JITTER = 0.1
 
 
@@ -89,7 +88,7 @@ class Runner:
         checks: Sequence[tuple[Target, Check]],
         emit: Callable[[Event], None],
         *,
-        workers: int = DEFAULT_WORKERS,
+        workers: int = 48,
         jitter: float = DEFAULT_JITTER,
         clock: Callable[[], float] = time.monotonic,
         draw: Callable[[], float] = random.random,

@@ -36,9 +36,14 @@ class _Lookup:
         finally:
             with _lock:
                 _running.pop(self.host, None)
+            _threads.release()
             self.done.set()
 
 
+# Lookup threads are few, so a dead resolver cannot multiply threads: with the runner's workers
+# and the main thread, a default run never has more than 64.
+LOOKUP_THREADS = 15
+_threads = threading.BoundedSemaphore(LOOKUP_THREADS)
 _lock = threading.Lock()
 _running: dict[str, _Lookup] = {}
 
@@ -57,11 +62,17 @@ def resolve(host: str, deadline: float) -> Sequence[AddrInfo]:
         return socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
     except (socket.gaierror, UnicodeError):
         pass
-    with _lock:
-        lookup = _running.get(host)
-        if lookup is None:
-            lookup = _running[host] = _Lookup(host)
-            threading.Thread(target=lookup.run, name=f"lookup {host}", daemon=True).start()
+    lookup = _running.get(host)
+    if lookup is None:
+        if not _threads.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise NotReady(f"lookup {host}: no answer in time ({LOOKUP_THREADS} other lookups still running)")
+        with _lock:
+            lookup = _running.get(host)
+            if lookup is None:
+                lookup = _running[host] = _Lookup(host)
+                threading.Thread(target=lookup.run, name=f"lookup {host}", daemon=True).start()
+            else:
+                _threads.release()
     if not lookup.done.wait(max(0.0, deadline - time.monotonic())):
         raise NotReady(f"lookup {host}: no answer in time")
     if lookup.error is not None:
