@@ -295,7 +295,8 @@ def _wait(plan: Plan, settings: LogSettings, args: argparse.Namespace) -> int:
     try:
         status = EXIT_READY if runner.run(plan.timeout) else EXIT_TIMEOUT
     except Interrupted as stop:
-        waiting = ", ".join(item.target.name for item in runner.progress if item.ready_after is None)
+        names = [item.target.name for item in runner.progress if item.ready_after is None]
+        waiting = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         output.write("WARN", f"Interrupted by {signal.Signals(stop.signum).name} while waiting for {waiting}")
         status = 128 + stop.signum
     if args.report:
