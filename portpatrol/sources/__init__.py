@@ -85,31 +85,30 @@ def distinct_names(targets: list[Target]) -> list[Target]:
     """Names let a reader tell targets apart in the logs: where several share one, each gets
     its port (and an HTTP path) added (`db:5432`, `db:6379`, `api:80/health`), and any still
     shared a number (`api:80 #2`)."""
-    import dataclasses
     from collections import Counter
-    from urllib.parse import urlsplit
 
-    def with_port(item: Target) -> str:
-        spec = item.spec
+    def with_port(name: str, spec: Spec) -> str:
         if isinstance(spec, TcpSpec):
-            return f"{item.name}:{spec.port}"
+            return f"{name}:{spec.port}"
         if isinstance(spec, HttpSpec):
+            from urllib.parse import urlsplit
+
             parts = urlsplit(spec.url)
             port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-            return f"{item.name}:{port}{parts.path.rstrip('/')}"
-        return item.name
+            return f"{name}:{port}{parts.path.rstrip('/')}"
+        return name
 
-    for rename in (with_port, None):
-        counts = Counter(item.name for item in targets)
-        if all(n == 1 for n in counts.values()):
+    names = [item.name for item in targets]
+    for numbered in (False, True):
+        counts = Counter(names)
+        if len(counts) == len(names):
             break
         seen: Counter[str] = Counter()
-        renamed = []
-        for item in targets:
-            name = item.name
+        for index, (name, item) in enumerate(zip(names, targets, strict=True)):
             if counts[name] > 1:
                 seen[name] += 1
-                name = rename(item) if rename else f"{name} #{seen[name]}"
-            renamed.append(dataclasses.replace(item, name=name) if name != item.name else item)
-        targets = renamed
-    return targets
+                names[index] = f"{name} #{seen[name]}" if numbered else with_port(name, item.spec)
+    return [
+        item if name == item.name else Target(name, item.address, item.spec, item.timing, item.secrets)
+        for name, item in zip(names, targets, strict=True)
+    ]
