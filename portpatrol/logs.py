@@ -3,16 +3,23 @@ Redaction lives here: every value is scrubbed of its target's secrets before it 
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable
-from typing import TextIO
 
 from portpatrol import __version__
 from portpatrol.model import Target
 from portpatrol.runner import AllReady, Event, Failed, GaveUp, Ready, Tick, Waiting
 from portpatrol.sources.values import format_duration
+
+try:  # json.dumps(text, ensure_ascii=False) for one string, without importing json (~1.5 ms at start)
+    from _json import encode_basestring as _json_string
+except ImportError:  # another Python than CPython
+    from json.encoder import py_encode_basestring as _json_string
+
+TYPE_CHECKING = False  # typing costs ~2 ms to import; its names are only needed by mypy here
+if TYPE_CHECKING:
+    from typing import TextIO
 
 _NEEDS_QUOTES = re.compile(r'[\s="\x00-\x1f\x7f]')
 MASK = "***"
@@ -72,6 +79,8 @@ class LogWriter:
         if target is not None and target.secrets:
             record = {key: scrub(value, target.secrets) for key, value in record.items()}
         if self.json_lines:
+            import json
+
             line = json.dumps(record, ensure_ascii=False)
         else:
             line = " ".join(f"{key}={_text_value(value)}" for key, value in record.items())
@@ -89,7 +98,7 @@ class LogWriter:
 def _text_value(value: str) -> str:
     if value and not _NEEDS_QUOTES.search(value):
         return value
-    return json.dumps(value, ensure_ascii=False)
+    return _json_string(value)
 
 
 class StatusLine:

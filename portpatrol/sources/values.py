@@ -3,14 +3,14 @@ ValueError whose message says what is wrong and shows a valid example."""
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
 
 from portpatrol.model import Kind, StatusCodes
+
+# ipaddress, json and urllib.parse are imported where used: a TCP target by IP or name needs
+# none of them, and every millisecond of import is start-up time (docs/performance.md).
 
 DURATION_EXAMPLE = "use a unit, e.g. 5s, 500ms, 1m30s"
 
@@ -41,6 +41,8 @@ def quote(value: str, limit: int = 80) -> str:
     """A value as it appears in an error line: quoted, escaped, and cut when huge."""
     if len(value) > limit:
         value = value[:limit] + "…"
+    import json  # here, not at the top: only error messages need it, and start-up is measured
+
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -221,6 +223,8 @@ def _icmp_address(rest: str) -> Address:
     example = "(e.g. icmp://gateway, icmp://10.0.0.1 or icmp://[::1])"
     host = rest[1:-1] if rest.startswith("[") and rest.endswith("]") else rest
     if host != rest or ":" in host:
+        import ipaddress
+
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
@@ -231,6 +235,8 @@ def _icmp_address(rest: str) -> Address:
 
 
 def _http_address(url: str) -> Address:
+    from urllib.parse import unquote, urlsplit
+
     example = "(e.g. http://api:8080/healthz)"
     if re.search(r"[\s\x00-\x1f\x7f]", url):
         raise ValueError(f"a URL has no spaces or control characters {example}")
@@ -259,6 +265,8 @@ def _split_netloc(netloc: str, example: str) -> tuple[str, str, int | None]:
         host, bracket, after = hostport[1:].partition("]")
         if not bracket or (after and not after.startswith(":")):
             raise ValueError(f"not a bracketed IPv6 address {example}")
+        import ipaddress
+
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
@@ -284,6 +292,8 @@ def _mask_secrets(userinfo: str, text: str) -> tuple[str, frozenset[str]]:
     """Hide the password of `user:password@` (or a bare `token@`) in the display form."""
     if not userinfo:
         return text, frozenset()
+    from urllib.parse import unquote
+
     user, colon, password = userinfo.partition(":")
     hidden = password if colon else user
     masked = f"{user}:***" if colon else "***"
@@ -295,6 +305,8 @@ def select_proxy(url: str, environ: Mapping[str, str]) -> tuple[str, str] | None
     """The proxy for `url` by the usual variables (lower case wins over upper case), as
     (variable, proxy URL), or None when none is set or NO_PROXY bypasses the host.
     A proxy without a scheme is an http:// one."""
+    from urllib.parse import urlsplit
+
     parts = urlsplit(url)
     found = _proxy_variable(environ, f"{parts.scheme}_proxy") or _proxy_variable(environ, "all_proxy")
     if found is None:
@@ -314,6 +326,8 @@ def _proxy_variable(environ: Mapping[str, str], name: str) -> tuple[str, str] | 
 
 
 def _bypassed(host: str, port: int | None, no_proxy: str) -> bool:
+    import ipaddress
+
     host = host.lower()
     try:
         ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
