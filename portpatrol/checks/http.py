@@ -186,7 +186,9 @@ class HttpCheck:
         except httpx.InvalidURL as error:
             # A proxy the source let through but httpx cannot use (a host that is not valid IDNA,
             # e.g. HTTP_PROXY=http://\x80:3128). httpx names the bad part only, never a password.
-            raise SetupError(f"the HTTP proxy cannot be used: {net.lower_first(str(error))}") from None
+            reason = net.lower_first(str(error))
+            reason = reason if len(reason) <= 200 else reason[:200] + "…"  # it may quote a huge host
+            raise SetupError(f"the HTTP proxy cannot be used: {reason}") from None
         # Credentials in the URL become Basic auth, but as in Go's client (the original's), an
         # Authorization header the user wrote wins: httpx would replace it; a no-op Auth keeps it.
         self.auth: httpx.Auth | None = (
