@@ -291,9 +291,11 @@ def _wait(plan: Plan, settings: LogSettings, args: argparse.Namespace) -> int:
         output,
         workers=args.workers,
         jitter=args.jitter,
+        idle=output.flush,
     )
     try:
         status = EXIT_READY if runner.run(plan.timeout) else EXIT_TIMEOUT
+        output.flush()
     except Interrupted as stop:
         names = [item.target.name for item in runner.progress if item.ready_after is None]
         waiting = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")

@@ -10,12 +10,7 @@ from collections.abc import Callable
 from portpatrol import __version__
 from portpatrol.model import Target
 from portpatrol.runner import AllReady, Event, Failed, GaveUp, Ready, Tick, Waiting
-from portpatrol.sources.values import format_duration
-
-try:  # json.dumps(text, ensure_ascii=False) for one string, without importing json (~1.5 ms at start)
-    from _json import encode_basestring as _json_string
-except ImportError:  # another Python than CPython
-    from json.encoder import py_encode_basestring as _json_string
+from portpatrol.sources.values import format_duration, json_string
 
 TYPE_CHECKING = False  # typing costs ~2 ms to import; its names are only needed by mypy here
 if TYPE_CHECKING:
@@ -49,23 +44,41 @@ class LogWriter:
         self.json_lines = json_lines
         self.extra_fields = extra_fields
         self.now = now
+        self.pending: list[str] = []  # event lines, written together by flush()
 
     def __call__(self, event: Event) -> None:
+        """Formats the event; the line is written by the next flush()."""
+        write = self._format
         match event:
             case Waiting(target):
-                self.write("INFO", f"Waiting for {target.name} to become ready...", target)
+                write("INFO", f"Waiting for {target.name} to become ready...", target)
             case Failed(target, error):
-                self.write("WARN", f"{target.name} is not ready ✗", target, error=error)
+                write("WARN", f"{target.name} is not ready ✗", target, error=error)
             case Ready(target):
-                self.write("INFO", f"{target.name} is ready ✓", target)
+                write("INFO", f"{target.name} is ready ✓", target)
             case GaveUp(target, error, attempts):
                 fields = {"error": error or "no attempt finished", "attempts": str(attempts)}
-                self.write("ERROR", f"{target.name} did not become ready in time ✗", target, **fields)
+                write("ERROR", f"{target.name} did not become ready in time ✗", target, **fields)
             case AllReady(count, seconds):
                 msg = "1 target is ready" if count == 1 else f"All {count} targets are ready"
-                self.write("INFO", msg, elapsed=elapsed(seconds))
+                write("INFO", msg, elapsed=elapsed(seconds))
 
     def write(self, level: str, msg: str, target: Target | None = None, **fields: str) -> None:
+        """One line, written at once (with any event lines still pending before it)."""
+        self._format(level, msg, target, **fields)
+        self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        text, self.pending = "\n".join(self.pending) + "\n", []
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed log stream must not change the outcome of the wait
+
+    def _format(self, level: str, msg: str, target: Target | None = None, **fields: str) -> None:
         record = {"time": self._time(), "level": level, "msg": msg}
         if target is not None and self.extra_fields:
             record |= {
@@ -84,11 +97,7 @@ class LogWriter:
             line = json.dumps(record, ensure_ascii=False)
         else:
             line = " ".join(f"{key}={_text_value(value)}" for key, value in record.items())
-        try:
-            self.stream.write(line + "\n")
-            self.stream.flush()
-        except (OSError, ValueError):
-            pass  # a closed log stream must not change the outcome of the wait
+        self.pending.append(line)
 
     def _time(self) -> str:
         now = self.now()
@@ -98,7 +107,7 @@ class LogWriter:
 def _text_value(value: str) -> str:
     if value and not _NEEDS_QUOTES.search(value):
         return value
-    return _json_string(value)
+    return json_string(value)
 
 
 class StatusLine:
@@ -151,6 +160,9 @@ class StatusLine:
         if len(line) > self.width - 1:
             line = line[: self.width - 2] + "…"
         self._out(f"\r\x1b[2K{line}")
+
+    def flush(self) -> None:
+        """Every redraw is written at once."""
 
     def _print(self, text: str) -> None:
         self._out("\r\x1b[2K" + (text + "\n" if text else ""))

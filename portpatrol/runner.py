@@ -92,7 +92,10 @@ class Runner:
         jitter: float = DEFAULT_JITTER,
         clock: Callable[[], float] = time.monotonic,
         draw: Callable[[], float] = random.random,
+        idle: Callable[[], None] = lambda: None,
     ) -> None:
+        """`idle` is called whenever the runner is about to wait (outputs flush there, so a
+        burst of events costs one write, not one per line)."""
         self.checks = [check for _, check in checks]
         self.progress = [Progress(target) for target, _ in checks]
         self.emit = emit
@@ -100,6 +103,7 @@ class Runner:
         self.jitter = jitter
         self.clock = clock
         self.draw = draw
+        self.idle = idle
         self._jobs: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._results: queue.SimpleQueue[tuple[int, str | None, float]] = queue.SimpleQueue()
 
@@ -128,9 +132,13 @@ class Runner:
                 due[0][0] if due else now + TICK, ticked + TICK, now + TICK if deadline is None else deadline
             )
             try:
-                index, error, finished = self._results.get(timeout=max(0.0, wake - now))
+                index, error, finished = self._results.get_nowait()
             except queue.Empty:
-                continue
+                self.idle()
+                try:
+                    index, error, finished = self._results.get(timeout=max(0.0, wake - now))
+                except queue.Empty:
+                    continue
             item = self.progress[index]
             item.attempts += 1
             timing = item.target.timing

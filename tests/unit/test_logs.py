@@ -23,6 +23,7 @@ def lines(events: list[object], *, json_lines: bool = False, extra: bool = False
     writer = LogWriter(stream, json_lines=json_lines, extra_fields=extra, now=lambda: NOW)
     for event in events:
         writer(event)  # type: ignore[arg-type]
+    writer.flush()
     return stream.getvalue().splitlines()
 
 
@@ -154,3 +155,16 @@ def test_closed_stream_does_not_raise() -> None:
     writer = LogWriter(stream)
     stream.close()
     writer(Waiting(TCP))
+    writer.flush()
+
+
+def test_event_lines_wait_for_flush_and_a_direct_line_flushes_them_first() -> None:
+    stream = io.StringIO()
+    writer = LogWriter(stream, now=lambda: NOW)
+    writer(Waiting(TCP))
+    assert stream.getvalue() == ""
+    writer.write("WARN", "Interrupted")
+    assert [parse_line(line)["msg"] for line in stream.getvalue().splitlines()] == [
+        "Waiting for PostgreSQL to become ready...",
+        "Interrupted",
+    ]
