@@ -183,11 +183,13 @@ def cold_start(tools: Tools, settings: Settings) -> dict[str, Any]:
     """Cold start to exit, target already up, every tool in one hyperfine run per protocol so the
     ratios to `python -c pass` come from the same minutes of this noisy machine."""
     floor = ("python -c pass", [tools.python, "-c", "pass"])
+    # pip's console-script wrapper imports re before portpatrol runs: the floor of any console script.
+    script_floor = ("python -c 'import re' (console-script floor)", [tools.python, "-c", "import re"])
     out: dict[str, Any] = {}
     with Server("listen", "1", "--accept") as tcp, Server("http", "200") as web:
         address = tcp.info["targets"][0]
         url = web.info["url"]
-        commands = [floor, ("portpatrol", [tools.portpatrol])]
+        commands = [floor, script_floor, ("portpatrol", [tools.portpatrol])]
         if tools.wait_for_it_deb:
             commands.append(("wait-for-it (Debian, bash)", [tools.wait_for_it_deb, "-q", "-t", "5", address]))
         if tools.wait_for_it_pypi:
@@ -195,7 +197,7 @@ def cold_start(tools: Tools, settings: Settings) -> dict[str, Any]:
         if tools.wait_on:
             commands.append(("wait-on (npm)", [tools.wait_on, "-t", "5000", f"tcp:{address}"]))
         out["tcp"] = hyperfine(commands, {"TARGET_ADDRESS": address}, settings, "tcp")
-        commands = [floor, ("portpatrol", [tools.portpatrol])]
+        commands = [floor, script_floor, ("portpatrol", [tools.portpatrol])]
         if tools.wait_on:
             commands.append(
                 ("wait-on (npm)", [tools.wait_on, "-t", "5000", url.replace("http:", "http-get:")])
