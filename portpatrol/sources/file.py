@@ -44,6 +44,9 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Aliases may repeat parts of a document, but not blow it up (the "billion laughs" attack):
 # values reached through aliases may number at most this plus ten per value written.
 _ALIAS_ALLOWANCE = 100_000
+# A real config is a few levels deep and well under a megabyte per 10,000 targets.
+_MAX_DEPTH = 32
+_MAX_BYTES = 16 * 1024 * 1024
 
 
 def schema_text() -> str:
@@ -60,9 +63,12 @@ def _schema() -> dict[str, Any]:
 def load(path: str, environ: Mapping[str, str]) -> Plan:
     """The plan a config file describes. Raises ConfigError listing every problem."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as file:
+            data = file.read(_MAX_BYTES + 1)
     except OSError as error:
         raise ConfigError([Problem(path, f"cannot read: {error.strerror or error}")]) from None
+    if len(data) > _MAX_BYTES:
+        raise ConfigError([Problem(path, f"larger than {_MAX_BYTES // 2**20} MiB: not a config file")])
     return loads(data, path, environ)
 
 
@@ -237,6 +243,9 @@ class _Reader:
                     anchors[event.anchor] = (value, 1)
                 add(value, event.start_mark, 1, text)
             elif kind in starts:
+                if len(stack) >= _MAX_DEPTH:  # stop before the parser's cost grows with depth
+                    self.problem(event.start_mark, f"nested more than {_MAX_DEPTH} levels deep")
+                    return _SKIP
                 written += 1
                 line = event.start_mark.line + 1
                 container: _Map | _Seq = _Map(line) if kind is yaml.MappingStartEvent else _Seq(line)

@@ -30,7 +30,8 @@ _NS = {
     "m": 60 * 10**9,
     "h": 3600 * 10**9,
 }
-_PIECE = r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)"
+_PIECE = r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)"  # unambiguous: no backtracking blow-up
+_MAX_DURATION = 8760 * 3600  # a year, in seconds: far beyond any wait, well inside every timer
 _DURATION = re.compile(f"(?:{_PIECE})+")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})
@@ -59,11 +60,13 @@ def mask_secrets(text: str) -> str:
 
 def parse_duration(text: str) -> float:
     """Go's duration syntax (`2s`, `500ms`, `1m30s`, `1.5h`) to seconds; must be > 0."""
-    if not _DURATION.fullmatch(text):
+    if len(text) > 64 or not _DURATION.fullmatch(text):
         raise ValueError(f"not a duration ({DURATION_EXAMPLE})")
     ns = sum(float(number) * _NS[unit] for number, unit in re.findall(_PIECE, text))
     if ns < 1:
         raise ValueError(f"must be greater than 0 ({DURATION_EXAMPLE})")
+    if ns / 1e9 > _MAX_DURATION:
+        raise ValueError("must be at most 8760h (a year)")
     return ns / 1e9
 
 
