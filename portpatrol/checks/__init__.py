@@ -33,6 +33,10 @@ def build(target: Target) -> Check:
     Raises SetupError when the check cannot run on this machine at all."""
     spec = target.spec
     if isinstance(spec, HttpSpec):
+        from portpatrol.checks import plainhttp
+
+        if plainhttp.suits(spec):  # most waits: no need to import httpx (docs/performance.md)
+            return plainhttp.PlainHttpCheck(spec, target.timing.dial_timeout)
         from portpatrol.checks.http import HttpCheck
 
         return HttpCheck(spec, target.timing.dial_timeout)

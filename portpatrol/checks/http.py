@@ -30,9 +30,9 @@ class _Backend(httpcore.NetworkBackend):
     def __init__(self) -> None:
         self.attempt = threading.local()
 
-    def start(self, bound: float) -> None:
+    def start(self, bound: float, deadline: float | None = None) -> None:
         self.attempt.bound = bound
-        self.attempt.deadline = time.monotonic() + bound
+        self.attempt.deadline = time.monotonic() + bound if deadline is None else deadline
 
     @property
     def bound(self) -> float:
@@ -195,8 +195,9 @@ class HttpCheck:
             httpx.Auth() if any(name.lower() == "authorization" for name, _ in spec.headers) else None
         )
 
-    def attempt(self) -> None:
-        self.backend.start(self.dial_timeout)
+    def attempt(self, deadline: float | None = None) -> None:
+        """`deadline`: when the plain-HTTP check hands over an attempt it began (checks/plainhttp.py)."""
+        self.backend.start(self.dial_timeout, deadline)
         try:
             with self.client.stream(
                 self.spec.method, self.spec.url, headers=list(self.spec.headers), auth=self.auth

@@ -1,0 +1,149 @@
+"""The plain-HTTP check sends what the httpx check sends, and leaves everything else to it."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from portpatrol.checks import NotReady, build
+from portpatrol.checks.http import HttpCheck
+from portpatrol.checks.plainhttp import PlainHttpCheck, split, suits
+from portpatrol.model import HttpSpec, StatusCodes, Target, Timing
+
+
+class Recorder:
+    """Accepts connections on loopback, records each request head, answers `reply`."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.heads: list[bytes] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    head += chunk
+                self.heads.append(head)
+                conn.sendall(self.reply)
+
+
+@pytest.fixture
+def ok() -> Iterator[Recorder]:
+    recorder = Recorder(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    yield recorder
+    recorder.sock.close()
+
+
+def spec(url: str, **kwargs: object) -> HttpSpec:
+    headers = (("User-Agent", "portpatrol/0.1.0"), *kwargs.pop("headers", ()))  # type: ignore[misc]
+    return HttpSpec(url, headers=headers, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("url", "host_header", "target"),
+    [
+        ("http://127.0.0.1:8080/healthz?x=1#frag", "127.0.0.1:8080", "/healthz?x=1"),
+        ("http://API:80", "api", "/"),
+        ("http://[::1]:9000?q", "[::1]:9000", "/?q"),
+        ("HTTP://db/a/b/", "db", "/a/b/"),
+    ],
+)
+def test_split(url: str, host_header: str, target: str) -> None:
+    parts = split(url)
+    assert parts is not None
+    assert (parts.host_header, parts.target) == (host_header, target)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://db/",
+        "http://user:pw@db/",
+        "http://dé.example/",
+        "http://db/a b",
+        "http://db/{x}",
+        "http://[fe80::1%25eth0]:80/",
+        "http://db:99999/",
+        "http://db:x/",
+    ],
+)
+def test_left_to_httpx(url: str) -> None:
+    assert split(url) is None
+    assert not suits(spec(url))
+
+
+def test_only_get_and_head_without_proxy() -> None:
+    assert suits(spec("http://db/", method="HEAD"))
+    assert not suits(spec("http://db/", method="POST"))
+    assert not suits(spec("http://db/", proxy="http://proxy:3128"))
+    assert not suits(spec("http://db/", headers=(("X-Name", "Zoë"),)))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"method": "HEAD"},
+        {"headers": (("X-Zeta", "1"), ("X-Alpha", "a=b"), ("x-alpha", "two"))},
+        {"headers": (("Accept", "text/plain"), ("Authorization", "Bearer t"))},
+        {"headers": (("User-Agent", "kube-probe/1.30"),)},
+    ],
+)
+def test_same_request_as_httpx(ok: Recorder, kwargs: dict[str, object]) -> None:
+    wanted = spec(f"http://127.0.0.1:{ok.port}/ready?x=1", **kwargs)
+    HttpCheck(wanted, 2.0).attempt()
+    PlainHttpCheck(wanted, 2.0).attempt()
+    assert len(ok.heads) == 2
+    assert ok.heads[1] == ok.heads[0]
+
+
+def test_status_outside_the_set() -> None:
+    recorder = Recorder(b"HTTP/1.0 503 Service Unavailable\r\n\r\n")
+    check = PlainHttpCheck(spec(f"http://127.0.0.1:{recorder.port}/", expected=StatusCodes()), 2.0)
+    with pytest.raises(NotReady, match=r"^status 503, expected 200$"):
+        check.attempt()
+    recorder.sock.close()
+
+
+def test_silence_is_bounded() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        check = PlainHttpCheck(spec(f"http://127.0.0.1:{server.getsockname()[1]}/"), 0.3)
+        with pytest.raises(NotReady, match=r"^no answer within 300ms$"):
+            check.attempt()
+
+
+def test_garbage_is_judged_by_httpx() -> None:
+    recorder = Recorder(b"garbage\r\n\r\n")
+    check = PlainHttpCheck(spec(f"http://127.0.0.1:{recorder.port}/"), 2.0)
+    with pytest.raises(NotReady, match="illegal status line"):
+        check.attempt()
+    recorder.sock.close()
+
+
+def test_build_picks_it_and_httpx_is_not_imported(ok: Recorder) -> None:
+    target = Target("api", "api", spec(f"http://127.0.0.1:{ok.port}/"), Timing())
+    assert isinstance(build(target), PlainHttpCheck)
+    code = (
+        "import sys\n"
+        "from portpatrol.checks import build\n"
+        "from portpatrol.model import HttpSpec, Target\n"
+        f"build(Target('api', 'api', HttpSpec('http://127.0.0.1:{ok.port}/'))).attempt()\n"
+        "assert 'httpx' not in sys.modules and 'ssl' not in sys.modules, sorted(sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
