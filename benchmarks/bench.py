@@ -148,7 +148,7 @@ def hyperfine(
     commands: list[tuple[str, list[str]]], env: dict[str, str], settings: Settings, tag: str
 ) -> list[dict[str, Any]]:
     export = settings.workdir / f"hyperfine-{tag}.json"
-    runs, warmup = ("5", "2") if settings.quick else ("40", "5")
+    runs, warmup = ("5", "2") if settings.quick else ("60", "5")
     cmd = [
         "hyperfine",
         "-N",
@@ -160,23 +160,30 @@ def hyperfine(
         str(export),
         "--style",
         "basic",
+        "--ignore-failure",  # judged below: a peer that fails must not hide portpatrol's figures
     ]
     for name, argv in commands:
         cmd += ["--command-name", name, shlex.join(argv)]
     subprocess.run(cmd, env={**os.environ, **env}, check=True, stdout=sys.stderr)
     results = json.loads(export.read_text())["results"]
-    return [
-        {
-            "name": name,
-            "command": shlex.join(argv),
-            "mean_ms": result["mean"] * 1000,
-            "stddev_ms": (result["stddev"] or 0) * 1000,
-            "median_ms": result["median"] * 1000,
-            "min_ms": result["min"] * 1000,
-            "runs": len(result["times"]),
-        }
-        for (name, argv), result in zip(commands, results, strict=True)
-    ]
+    rows = []
+    for (name, argv), result in zip(commands, results, strict=True):
+        failed = sorted({code for code in result.get("exit_codes", []) if code != 0})
+        if failed:
+            problem = f"start {tag}: {name} exited {failed}"
+            (settings.errors if name == "portpatrol" else settings.notes).append(problem)
+        rows.append(
+            {
+                "name": name + (" (failed)" if failed else ""),
+                "command": shlex.join(argv),
+                "mean_ms": result["mean"] * 1000,
+                "stddev_ms": (result["stddev"] or 0) * 1000,
+                "median_ms": result["median"] * 1000,
+                "min_ms": result["min"] * 1000,
+                "runs": len(result["times"]),
+            }
+        )
+    return rows
 
 
 def cold_start(tools: Tools, settings: Settings) -> dict[str, Any]:
@@ -430,7 +437,8 @@ def idle(tools: Tools, settings: Settings) -> list[dict[str, Any]]:
                 proc.wait()
         steady = [s for s in samples if s["t"] >= settle]
         if len(steady) < 2 or not still_running:
-            settings.errors.append(f"idle {name}: ended early (exit {proc.returncode})")
+            problem = f"idle {name}: ended early (exit {proc.returncode})"
+            (settings.errors if name == "portpatrol" else settings.notes).append(problem)
             continue
         first, last = steady[0], steady[-1]
         third = len(steady) // 3
@@ -668,8 +676,9 @@ def plot_scale(rows: list[dict[str, Any]], path: Path) -> None:
     left.axhline(0.5, color="C3", alpha=0.25, linestyle="--")
     left.axhline(3.0, color="C3", alpha=0.25, linestyle="--")
     right.axhline(150, color="C3", alpha=0.25, linestyle="--")
-    right.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
+    handles, labels = left.get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=len(labels), frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
