@@ -26,7 +26,7 @@ USERINFO = f"alice:{MARK}-userinfo"
 QUERY = f"token={MARK}-token&access_token={MARK}-access&api_key={MARK}-apikey&password={MARK}-pw&page=1"
 HEADERS = f"Authorization=Bearer {MARK}-bearer,X-Api-Key={MARK}-apikey-header,Cookie=session={MARK}-cookie"
 PROXY_USER = f"bob:{MARK}-proxy"
-QUICK = {"DIAL_TIMEOUT": "200ms", "CHECK_INTERVAL": "100ms", "PORTPATROL_TIMEOUT": "600ms"}
+QUICK = {"DIAL_TIMEOUT": "200ms", "CHECK_INTERVAL": "100ms", "PORTPATROL_TIMEOUT": "400ms"}
 
 
 FORMATS = [{"LOG_FORMAT": "text"}, {"LOG_FORMAT": "json"}]
