@@ -273,6 +273,22 @@ def test_success_threshold_needs_consecutive_successes(threshold: str, ready_at:
     assert any("is ready ✓" in line for line in result.lines), result.lines
 
 
+@pytest.mark.parametrize(("where", "ready_at"), [("target", 8), ("defaults", 8), ("none", 1)])
+def test_success_threshold_file_key(tmp_path: Path, where: str, ready_at: int) -> None:
+    """The file's success_threshold, per target or in defaults, works like SUCCESS_THRESHOLD."""
+    script = [200, 503, 200, 200, 503, 200, 200, 200, 200]
+    with ScriptedHttp(script) as peer:
+        target = f"{{address: '{peer.url()}', interval: 50ms"
+        target += ", success_threshold: 3}" if where == "target" else "}"
+        defaults = "defaults: {success_threshold: 3}\n" if where == "defaults" else ""
+        config = tmp_path / "pp.yaml"
+        config.write_text(f"{defaults}targets:\n  - {target}\n")
+        result = run_portpatrol({}, ["--config", str(config)], timeout=15)
+        answered = list(peer.answered)
+    assert result.code == 0, result.lines
+    assert len(answered) == ready_at, (answered, result.lines)
+
+
 def test_https_with_unknown_ca_is_not_ready_and_says_why(tls_server: tuple[ssl.SSLContext, Path]) -> None:
     with HttpPeer(tls=tls_server[0]) as peer:
         run = run_window({"TARGET_ADDRESS": peer.url("/"), **TIMING}, WINDOW)
