@@ -89,9 +89,15 @@ def suits(spec: HttpSpec) -> bool:
 def request(method: str, url: _Url, headers: list[tuple[str, str]]) -> bytes:
     """httpx's request: its default headers first, those the user wrote replacing them, then the
     user's (the User-Agent first) in the order written."""
+    host = ("Host", url.host_header)
+    for index, (name, value) in enumerate(headers):
+        if name.lower() == "host":  # httpx sends a Host the user wrote first, where its own would be
+            host = (name, value)
+            headers = headers[:index] + headers[index + 1 :]
+            break
     given = {name.lower() for name, _ in headers}
     defaults = [
-        ("Host", url.host_header),
+        host,
         ("Accept", "*/*"),
         ("Accept-Encoding", "gzip, deflate"),
         ("Connection", "keep-alive"),

@@ -103,6 +103,7 @@ def test_only_get_and_head_without_proxy() -> None:
         {"headers": (("X-Zeta", "1"), ("X-Alpha", "a=b"), ("x-alpha", "two"))},
         {"headers": (("Accept", "text/plain"), ("Authorization", "Bearer t"))},
         {"headers": (("User-Agent", "kube-probe/1.30"),)},
+        {"headers": (("X-B", "2"), ("host", "a.test"), ("Connection", "close"))},
     ],
 )
 def test_same_request_as_httpx(ok: Recorder, kwargs: dict[str, object]) -> None:
