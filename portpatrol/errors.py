@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+
+from portpatrol.model import Record, _set
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
+class Problem(Record):
     """One thing wrong with the input: where it is, and what to write instead."""
 
+    __slots__ = ("where", "message")  # noqa: RUF023
     where: str
     message: str
+
+    def __init__(self, where: str, message: str) -> None:
+        _set(self, "where", where)
+        _set(self, "message", message)
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}"

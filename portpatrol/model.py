@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from enum import Enum
 
+TYPE_CHECKING = False  # typing costs ~2 ms to import; its names are only needed by mypy here
+if TYPE_CHECKING:
+    from typing import Self
+
 _set = object.__setattr__
 
 
@@ -38,6 +42,10 @@ class Record:
 
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"cannot delete field {name!r}: {type(self).__name__} is immutable")
+
+    def replace(self, **changes: object) -> Self:
+        """A copy with some fields changed, as dataclasses.replace()."""
+        return type(self)(**{name: changes.get(name, getattr(self, name)) for name in self.__slots__})
 
 
 class Kind(Enum):

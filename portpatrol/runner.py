@@ -9,71 +9,98 @@ A signal handler that raises in this thread ends the wait at once: workers are d
 from __future__ import annotations
 
 import heapq
+import os
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from portpatrol.checks import Check, NotReady
-from portpatrol.model import Target
+from portpatrol.model import Record, Target, _set
 
 DEFAULT_JITTER = 0.1
+COALESCE = 0.01  # seconds: how often at most this thread wakes for failures
 
 
-@dataclass(frozen=True, slots=True)
-class Waiting:
+class _Event(Record):
+    """Events are matched by position (`case Failed(target, error)`), in __slots__ order."""
+
+    def __init__(self, *values: object) -> None:
+        for name, value in zip(self.__slots__, values, strict=True):
+            _set(self, name, value)
+
+
+class Waiting(_Event):
+    __slots__ = __match_args__ = ("target",)
     target: Target
 
+    def __init__(self, target: Target) -> None:
+        super().__init__(target)
 
-@dataclass(frozen=True, slots=True)
-class Failed:
+
+class Failed(_Event):
+    __slots__ = __match_args__ = ("target", "error", "attempt")
     target: Target
     error: str
     attempt: int
 
+    def __init__(self, target: Target, error: str, attempt: int) -> None:
+        super().__init__(target, error, attempt)
 
-@dataclass(frozen=True, slots=True)
-class Ready:
+
+class Ready(_Event):
+    __slots__ = __match_args__ = ("target", "attempts", "elapsed")
     target: Target
     attempts: int
     elapsed: float
 
+    def __init__(self, target: Target, attempts: int, elapsed: float) -> None:
+        super().__init__(target, attempts, elapsed)
 
-@dataclass(frozen=True, slots=True)
-class AllReady:
+
+class AllReady(_Event):
+    __slots__ = __match_args__ = ("count", "elapsed")
     count: int
     elapsed: float
 
+    def __init__(self, count: int, elapsed: float) -> None:
+        super().__init__(count, elapsed)
 
-@dataclass(frozen=True, slots=True)
-class GaveUp:
+
+class GaveUp(_Event):
     """The deadline passed before this target was ready."""
 
+    __slots__ = __match_args__ = ("target", "error", "attempts")
     target: Target
     error: str | None
     attempts: int
 
+    def __init__(self, target: Target, error: str | None, attempts: int) -> None:
+        super().__init__(target, error, attempts)
 
-@dataclass(frozen=True, slots=True)
-class Tick:
+
+class Tick(_Event):
     """About once a second while nothing else happens, for outputs that show elapsed time."""
+
+    __slots__ = __match_args__ = ()
 
 
 Event = Waiting | Failed | Ready | AllReady | GaveUp | Tick
 TICK = 1.0
 
 
-@dataclass(slots=True)
 class Progress:
     """Where one target stands; what a report shows."""
 
-    target: Target
-    attempts: int = 0
-    successes: int = 0  # consecutive
-    last_error: str | None = None
-    ready_after: float | None = None
+    __slots__ = ("attempts", "last_error", "ready_after", "stretch", "successes", "target")
+
+    def __init__(self, target: Target, stretch: float = 0.0) -> None:
+        self.target = target
+        self.stretch = stretch  # this target's share of the jitter, from 0 to 1
+        self.attempts = 0
+        self.successes = 0  # consecutive
+        self.last_error: str | None = None
+        self.ready_after: float | None = None
 
 
 def pause(interval: float, jitter: float, draw: float) -> float:
@@ -91,18 +118,19 @@ class Runner:
         workers: int = 48,
         jitter: float = DEFAULT_JITTER,
         clock: Callable[[], float] = time.monotonic,
-        draw: Callable[[], float] = random.random,
+        draw: Callable[[], float] = lambda: int.from_bytes(os.urandom(4)) / 2**32,
         idle: Callable[[], None] = lambda: None,
     ) -> None:
         """`idle` is called whenever the runner is about to wait (outputs flush there, so a
         burst of events costs one write, not one per line)."""
         self.checks = [check for _, check in checks]
-        self.progress = [Progress(target) for target, _ in checks]
+        # Each target's jitter is drawn once: targets started together then drift apart steadily,
+        # where a new draw per pause only spreads them like a random walk (docs/performance.md).
+        self.progress = [Progress(target, draw()) for target, _ in checks]
         self.emit = emit
         self.workers = max(1, min(workers, len(checks)))
         self.jitter = jitter
         self.clock = clock
-        self.draw = draw
         self.idle = idle
         self._jobs: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._results: queue.SimpleQueue[tuple[int, str | None, float]] = queue.SimpleQueue()
@@ -117,7 +145,7 @@ class Runner:
         for number in range(self.workers):
             threading.Thread(target=self._work, name=f"attempt-{number}", daemon=True).start()
         pending = len(self.progress)
-        ticked = start
+        ticked = woken = start
         while pending:
             now = self.clock()
             while due and due[0][0] <= now:
@@ -139,6 +167,12 @@ class Runner:
                     index, error, finished = self._results.get(timeout=max(0.0, wake - now))
                 except queue.Empty:
                     continue
+                if error is not None and now - woken < COALESCE:
+                    # Many targets failing: let the failures of the next few milliseconds join
+                    # this one, so this thread wakes about 100 times a second, not once per
+                    # attempt. Readiness never waits.
+                    time.sleep(COALESCE - (now - woken))
+                woken = self.clock()
             item = self.progress[index]
             item.attempts += 1
             timing = item.target.timing
@@ -153,7 +187,7 @@ class Runner:
                 item.successes = 0
                 item.last_error = error
                 self.emit(Failed(item.target, error, item.attempts))
-            wait = pause(timing.interval, self.jitter, self.draw())
+            wait = pause(timing.interval, self.jitter, item.stretch)
             heapq.heappush(due, (finished + wait, index))
         self.emit(AllReady(len(self.progress), self.clock() - start))
         return True

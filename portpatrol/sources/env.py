@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from portpatrol.errors import ConfigError
-from portpatrol.model import IcmpSpec, Kind, Spec, StatusCodes, Target, Timing
+from portpatrol.model import IcmpSpec, Kind, Record, Spec, StatusCodes, Target, Timing, _set
 from portpatrol.sources import Collector, http_spec, target
 from portpatrol.sources.values import (
     intended_kind,
@@ -25,10 +24,14 @@ from portpatrol.sources.values import (
 _SECRET = frozenset({"HTTP_HEADERS"})
 
 
-@dataclass(frozen=True, slots=True)
-class LogSettings:
-    format: str | None = None  # text or json; None when not asked for
-    extra_fields: bool = False
+class LogSettings(Record):
+    __slots__ = ("format", "extra_fields")  # noqa: RUF023
+    format: str | None  # text or json; None when not asked for
+    extra_fields: bool
+
+    def __init__(self, format: str | None = None, extra_fields: bool = False) -> None:
+        _set(self, "format", format)
+        _set(self, "extra_fields", extra_fields)
 
 
 class _Env:

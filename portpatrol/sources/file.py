@@ -693,13 +693,11 @@ class _Compiler:
         try:
             written = parse_address(template, check_type, "type")
         except ValueError:
-            written = dataclasses.replace(
-                address, display=template, host=_host_of(template), secrets=frozenset()
-            )
+            written = address.replace(display=template, host=_host_of(template), secrets=frozenset())
         display = written.display
         for secret in sorted(secrets | written.secrets | address.secrets, key=len, reverse=True):
             display = display.replace(secret, "***")
-        return dataclasses.replace(address, display=display, host=written.host)
+        return address.replace(display=display, host=written.host)
 
     def icmp_settings(self, path: JsonPath, item: _Map, secrets: set[str]) -> float | None:
         """The read timeout of the `icmp` block, if it sets one."""

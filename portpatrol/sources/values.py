@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-from portpatrol.model import Kind, StatusCodes
+from portpatrol.model import Kind, Record, StatusCodes, _set
 
 # ipaddress and urllib.parse are imported where used: a TCP target by IP or name needs neither,
 # and every millisecond of import is start-up time (docs/performance.md).
@@ -170,14 +169,20 @@ def parse_check_type(text: str) -> str:
     return kind
 
 
-@dataclass(frozen=True, slots=True)
-class Address:
+class Address(Record):
+    __slots__ = ("kind", "host", "port", "url", "display", "secrets")  # noqa: RUF023
     kind: Kind
     host: str  # as written, IPv6 brackets removed; the inferred name
     port: int | None
     url: str | None  # HTTP only: the URL requested
     display: str  # the address with passwords masked
     secrets: frozenset[str]
+
+    def __init__(  # noqa: PLR0917 (built positionally by the parsers below)
+        self, kind: Kind, host: str, port: int | None, url: str | None, display: str, secrets: frozenset[str]
+    ) -> None:
+        for name, value in zip(self.__slots__, (kind, host, port, url, display, secrets), strict=True):
+            _set(self, name, value)
 
 
 def parse_address(text: str, check_type: str | None, type_key: str) -> Address:
