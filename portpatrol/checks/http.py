@@ -27,8 +27,9 @@ class _Backend(httpcore.NetworkBackend):
     """Clients are shared by targets, and a worker thread makes one attempt at a time,
     so the attempt's deadline and bound live in a thread-local."""
 
-    def __init__(self) -> None:
+    def __init__(self, proxy: tuple[str, int] | None = None) -> None:
         self.attempt = threading.local()
+        self.proxy = proxy  # (host, port) of the proxy every connection of this client goes to
 
     def start(self, bound: float, deadline: float | None = None) -> None:
         self.attempt.bound = bound
@@ -61,7 +62,12 @@ class _Backend(httpcore.NetworkBackend):
         try:
             sock = net.connect(host, port, self.deadline, self.bound)
         except NotReady as error:
-            raise httpcore.ConnectError(str(error)) from None
+            # Through a proxy every connection goes to the proxy: say so, or "connection refused"
+            # would read as the target's answer. Host and port only, never the proxy's credentials.
+            where = ""
+            if (host, port) == self.proxy:
+                where = f"proxy [{host}]:{port}: " if ":" in host else f"proxy {host}:{port}: "
+            raise httpcore.ConnectError(where + str(error)) from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return _Stream(sock, self)
 
@@ -155,11 +161,15 @@ def _load_certificates(context: ssl.SSLContext) -> None:
             _loaded.add(id(context))
 
 
+def _host_port(url: httpx.URL) -> tuple[str, int]:
+    return url.host, url.port or (443 if url.scheme == "https" else 80)
+
+
 @cache
 def _client(verify: bool, proxy: str | None, follow_redirects: bool) -> tuple[httpx.Client, _Backend]:
     """One client per kind of target, not per target: thousands of HTTP targets stay cheap.
     Connections are never reused, so every attempt proves the peer accepts new ones."""
-    backend = _Backend()
+    backend = _Backend(_host_port(httpx.URL(proxy)) if proxy else None)
     transport = httpx.HTTPTransport(
         verify=_ssl_context(verify),
         proxy=proxy,
@@ -207,7 +217,12 @@ class HttpCheck:
             raise NotReady("more than 10 redirects") from None
         except httpx.InvalidURL as error:  # not an HTTPError: e.g. a host that is not valid IDNA
             raise NotReady(f"invalid URL: {net.lower_first(str(error))}") from None
+        except httpx.ProxyError as error:  # the proxy refused the tunnel (CONNECT), e.g. with 407
+            raise NotReady(f"proxy answered {str(error).rstrip('.') or 'with an error'}") from None
         except httpx.HTTPError as error:
             raise NotReady(net.lower_first(str(error).rstrip(".") or type(error).__name__)) from None
         if status not in self.spec.expected:
+            if status == 407 and self.spec.proxy is not None:  # the proxy's own answer, not the target's
+                reason = "status 407 from the proxy (proxy authentication required)"
+                raise NotReady(f"{reason}, expected {self.spec.expected}")
             raise NotReady(f"status {status}, expected {self.spec.expected}")
