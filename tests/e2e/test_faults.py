@@ -207,6 +207,36 @@ def test_icmp_route_kinds(kind: str, says: str) -> None:
     assert_says(run, says)
 
 
+# --------------------------------------------------------------------------- proxies
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_proxy_that_refuses_is_named(scheme: str) -> None:
+    """Through a proxy, a refusal is the proxy's: the error says so (never with its credentials)."""
+    proxy = free_port()
+    env = {
+        "TARGET_ADDRESS": f"{scheme}://127.0.0.1:{free_port()}/",
+        f"{scheme.upper()}_PROXY": f"http://user:pw@127.0.0.1:{proxy}",
+        **TIMING,
+    }
+    run = run_window(env, WINDOW)
+    assert_paced(run, takes_bound=False)
+    assert_says(run, f"proxy 127.0.0.1:{proxy}: connection refused")
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_proxy_that_stays_silent(scheme: str) -> None:
+    with TcpListener(silent=True) as proxy:
+        env = {
+            "TARGET_ADDRESS": f"{scheme}://127.0.0.1:{free_port()}/",
+            f"{scheme.upper()}_PROXY": f"http://127.0.0.1:{proxy.port}",
+            **TIMING,
+        }
+        run = run_window(env, WINDOW)
+    assert_paced(run, takes_bound=True)
+    assert_says(run, "no answer within 500ms")
+
+
 # --------------------------------------------------------------------------- bodies and flapping
 
 
