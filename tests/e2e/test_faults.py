@@ -44,6 +44,9 @@ WINDOW = 2.0
 EARLY = 0.05  # log lines are stamped when written, a little after the attempt ended
 TIMING = {"CHECK_INTERVAL": "200ms", "DIAL_TIMEOUT": "500ms"}
 DROP_127_0_0_2 = "iptables -A INPUT -d 127.0.0.2 -j DROP"
+# HTTP has two implementations: plain GET/HEAD on a bare socket (checks/plainhttp.py) and httpx for
+# everything else (a POST takes that path); each HTTP fault is proven against both.
+HTTP_PATHS = pytest.mark.parametrize("path_env", [{}, {"HTTP_METHOD": "POST"}], ids=["plain", "httpx"])
 
 
 def assert_paced(run: WindowRun, *, takes_bound: bool, bound: float = BOUND) -> None:
@@ -86,9 +89,10 @@ def test_refused_is_retried_every_interval() -> None:
     assert_says(run, "connection refused")
 
 
-def test_reset_in_the_middle_of_a_response() -> None:
+@HTTP_PATHS
+def test_reset_in_the_middle_of_a_response(path_env: dict[str, str]) -> None:
     with ResetMidResponse() as peer:
-        run = run_window({"TARGET_ADDRESS": f"http://127.0.0.1:{peer.port}/", **TIMING}, WINDOW)
+        run = run_window({"TARGET_ADDRESS": f"http://127.0.0.1:{peer.port}/", **TIMING, **path_env}, WINDOW)
     assert_paced(run, takes_bound=False)
     assert_says(run, "connection reset by peer")
     assert peer.accepted == len(run.failures)
@@ -156,24 +160,27 @@ def test_resolver_that_drops_queries_is_bounded(tmp_path: Path) -> None:
     assert_says(run, "lookup db.portpatrol.invalid: no answer in time")
 
 
-def test_accept_then_silence() -> None:
+@HTTP_PATHS
+def test_accept_then_silence(path_env: dict[str, str]) -> None:
     with HttpPeer() as peer:
-        run = run_window({"TARGET_ADDRESS": peer.url("/silent"), **TIMING}, WINDOW)
+        run = run_window({"TARGET_ADDRESS": peer.url("/silent"), **TIMING, **path_env}, WINDOW)
     assert_paced(run, takes_bound=True)
     assert_says(run, "no answer within 500ms")
 
 
-def test_dripping_peer_cannot_stretch_an_attempt() -> None:
+@HTTP_PATHS
+def test_dripping_peer_cannot_stretch_an_attempt(path_env: dict[str, str]) -> None:
     """A byte every 100 ms keeps every single read short: only the whole-attempt bound ends it."""
     with HttpPeer() as peer:
-        run = run_window({"TARGET_ADDRESS": peer.url("/drip/0.1"), **TIMING}, WINDOW)
+        run = run_window({"TARGET_ADDRESS": peer.url("/drip/0.1"), **TIMING, **path_env}, WINDOW)
     assert_paced(run, takes_bound=True)
     assert_says(run, "no answer within 500ms")
 
 
-def test_one_byte_a_second() -> None:
+@HTTP_PATHS
+def test_one_byte_a_second(path_env: dict[str, str]) -> None:
     with HttpPeer() as peer:
-        run = run_window({"TARGET_ADDRESS": peer.url("/drip/1"), **TIMING}, WINDOW)
+        run = run_window({"TARGET_ADDRESS": peer.url("/drip/1"), **TIMING, **path_env}, WINDOW)
     assert_paced(run, takes_bound=True)
     assert_says(run, "no answer within 500ms")
 
@@ -240,18 +247,25 @@ def test_proxy_that_stays_silent(scheme: str) -> None:
 # --------------------------------------------------------------------------- bodies and flapping
 
 
-def test_endless_body_is_never_read() -> None:
+@HTTP_PATHS
+def test_endless_body_is_never_read(path_env: dict[str, str]) -> None:
     """Ready on the status line; a body that never ends changes nothing."""
     with HttpPeer() as peer:
-        result = run_portpatrol({"TARGET_ADDRESS": peer.url("/endless"), **TIMING}, timeout=15)
+        result = run_portpatrol({"TARGET_ADDRESS": peer.url("/endless"), **TIMING, **path_env}, timeout=15)
     assert result.code == 0, result.lines
     assert result.elapsed < 5, result.elapsed
     assert "is ready ✓" in result.stderr
 
 
-def test_endless_body_with_wrong_status_fails_within_bound() -> None:
+@HTTP_PATHS
+def test_endless_body_with_wrong_status_fails_within_bound(path_env: dict[str, str]) -> None:
     with HttpPeer() as peer:
-        env = {"TARGET_ADDRESS": peer.url("/endless"), "HTTP_EXPECTED_STATUS_CODES": "204", **TIMING}
+        env = {
+            "TARGET_ADDRESS": peer.url("/endless"),
+            "HTTP_EXPECTED_STATUS_CODES": "204",
+            **TIMING,
+            **path_env,
+        }
         run = run_window(env, WINDOW)
     assert_paced(run, takes_bound=False)
     assert_says(run, "status 200, expected 204")
