@@ -6,6 +6,8 @@ the time left until the attempt's deadline, and resolves names through the bound
 
 from __future__ import annotations
 
+import base64
+import re
 import socket
 import ssl
 import threading
@@ -13,6 +15,7 @@ import time
 from collections.abc import Iterable
 from functools import cache
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpcore
 import httpx
@@ -165,6 +168,20 @@ def _host_port(url: httpx.URL) -> tuple[str, int]:
     return url.host, url.port or (443 if url.scheme == "https" else 80)
 
 
+# h11 quotes what the peer sent when it cannot parse it ("illegal status line: bytearray(b'...')").
+# Those bytes are the peer's to choose and may echo our own request, credentials included.
+_PEER_BYTES = re.compile(r":?\s*(?:bytearray\()?b['\"].*", re.DOTALL)
+
+
+def _basic_credentials(url: str) -> frozenset[str]:
+    """The Authorization value httpx derives from user info in `url`: a secret in another form."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return frozenset()
+    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    return frozenset({base64.b64encode(pair.encode()).decode()})
+
+
 @cache
 def _client(verify: bool, proxy: str | None, follow_redirects: bool) -> tuple[httpx.Client, _Backend]:
     """One client per kind of target, not per target: thousands of HTTP targets stay cheap.
@@ -205,6 +222,13 @@ class HttpCheck:
             httpx.Auth() if any(name.lower() == "authorization" for name, _ in spec.headers) else None
         )
 
+    def _reason(self, error: httpx.HTTPError) -> str:
+        """The library's words for a failure, without the peer's bytes or any credential."""
+        text = _PEER_BYTES.sub("", str(error)).rstrip(".")
+        for secret in _basic_credentials(self.spec.url):
+            text = text.replace(secret, "***")
+        return net.lower_first(text or type(error).__name__)
+
     def attempt(self, deadline: float | None = None) -> None:
         """`deadline`: when the plain-HTTP check hands over an attempt it began (checks/plainhttp.py)."""
         self.backend.start(self.dial_timeout, deadline)
@@ -220,7 +244,7 @@ class HttpCheck:
         except httpx.ProxyError as error:  # the proxy refused the tunnel (CONNECT), e.g. with 407
             raise NotReady(f"proxy answered {str(error).rstrip('.') or 'with an error'}") from None
         except httpx.HTTPError as error:
-            raise NotReady(net.lower_first(str(error).rstrip(".") or type(error).__name__)) from None
+            raise NotReady(self._reason(error)) from None
         if status not in self.spec.expected:
             if status == 407 and self.spec.proxy is not None:  # the proxy's own answer, not the target's
                 reason = "status 407 from the proxy (proxy authentication required)"
