@@ -9,6 +9,7 @@ careless client might print (Basic credentials, an echoed request line)."""
 from __future__ import annotations
 
 import base64
+import socket
 import ssl
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -39,7 +40,8 @@ def _forms(secret: str) -> list[str]:
 def assert_no_secret(result: Result, *extra: str) -> None:
     seen = result.stdout + result.stderr
     assert result.stderr, "the run said nothing"
-    for secret in (MARK, *extra):
+    # Basic credentials are user info in base64: "alice:S3CRET..." is hidden in that form too.
+    for secret in (MARK, USERINFO, PROXY_USER, *extra):
         for form in _forms(secret):
             assert form not in seen, (form, result.stdout, result.stderr)
     assert "Traceback" not in seen, result.stderr
@@ -112,6 +114,61 @@ def test_tls_stall(log: dict[str, str]) -> None:
         env = {"TARGET_ADDRESS": http_url(peer.port, scheme="https"), "HTTP_HEADERS": HEADERS}
         result = run(env, log=log)
     assert result.code == 124, result.lines
+    assert_no_secret(result)
+
+
+class EchoingPeer:
+    """A broken HTTP peer that answers with an unparsable status line echoing the request it got
+    (our headers, credentials included): the HTTP library's error text then quotes those bytes."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.05)
+        self.port = int(self.sock.getsockname()[1])
+        self.seen: list[bytes] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    request = conn.recv(65536)
+                    self.seen.append(request)
+                    conn.sendall(b"HTTP/1.1 2x0 " + request.replace(b"\r\n", b" | ") + b"\r\n\r\n")
+                except OSError:
+                    pass
+
+    def __enter__(self) -> EchoingPeer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(2)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"], ids=["plain", "httpx"])
+@pytest.mark.parametrize("userinfo", [True, False], ids=["userinfo", "headers"])
+def test_peer_echoing_our_request_in_an_error(log: dict[str, str], method: str, userinfo: bool) -> None:
+    with EchoingPeer() as peer:
+        url = http_url(peer.port, "/") if userinfo else f"http://127.0.0.1:{peer.port}/?{QUERY}"
+        env = {"TARGET_ADDRESS": url, "HTTP_HEADERS": HEADERS, "HTTP_METHOD": method}
+        if userinfo:
+            del env["HTTP_HEADERS"]  # so that httpx sends the user info as Basic credentials
+        result = run(env, log=log)
+        seen = b"".join(peer.seen)
+    assert result.code == 124, result.lines
+    assert MARK.encode() in seen or base64.b64encode(USERINFO.encode()) in seen  # the secrets went out
+    assert "illegal status line" in result.stderr
     assert_no_secret(result)
 
 
