@@ -225,8 +225,12 @@ class HttpCheck:
     def _reason(self, error: httpx.HTTPError) -> str:
         """The library's words for a failure, without the peer's bytes or any credential."""
         text = _PEER_BYTES.sub("", str(error)).rstrip(".")
-        for secret in _basic_credentials(self.spec.url):
+        hidden = _basic_credentials(self.spec.url)
+        if self.spec.proxy is not None:
+            hidden |= _basic_credentials(self.spec.proxy)
+        for secret in hidden:
             text = text.replace(secret, "***")
+        text = text if len(text) <= 300 else text[:300] + "…"  # a reason phrase is the peer's to choose
         return net.lower_first(text or type(error).__name__)
 
     def attempt(self, deadline: float | None = None) -> None:
@@ -242,7 +246,7 @@ class HttpCheck:
         except httpx.InvalidURL as error:  # not an HTTPError: e.g. a host that is not valid IDNA
             raise NotReady(f"invalid URL: {net.lower_first(str(error))}") from None
         except httpx.ProxyError as error:  # the proxy refused the tunnel (CONNECT), e.g. with 407
-            raise NotReady(f"proxy answered {str(error).rstrip('.') or 'with an error'}") from None
+            raise NotReady(f"proxy answered {self._reason(error)}") from None
         except httpx.HTTPError as error:
             raise NotReady(self._reason(error)) from None
         if status not in self.spec.expected:
