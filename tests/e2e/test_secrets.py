@@ -121,7 +121,8 @@ class EchoingPeer:
     """A broken HTTP peer that answers with an unparsable status line echoing the request it got
     (our headers, credentials included): the HTTP library's error text then quotes those bytes."""
 
-    def __init__(self) -> None:
+    def __init__(self, status: bytes = b"2x0") -> None:
+        self.status = status
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -142,7 +143,8 @@ class EchoingPeer:
                 try:
                     request = conn.recv(65536)
                     self.seen.append(request)
-                    conn.sendall(b"HTTP/1.1 2x0 " + request.replace(b"\r\n", b" | ") + b"\r\n\r\n")
+                    echo = request.replace(b"\r\n", b" | ")
+                    conn.sendall(b"HTTP/1.1 " + self.status + b" " + echo + b"\r\nContent-Length: 0\r\n\r\n")
                 except OSError:
                     pass
 
@@ -169,6 +171,23 @@ def test_peer_echoing_our_request_in_an_error(log: dict[str, str], method: str, 
     assert result.code == 124, result.lines
     assert MARK.encode() in seen or base64.b64encode(USERINFO.encode()) in seen  # the secrets went out
     assert "illegal status line" in result.stderr
+    assert_no_secret(result)
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_proxy_echoing_our_request_in_its_reason(log: dict[str, str], scheme: str) -> None:
+    """A proxy refusing with 407 and our request (Proxy-Authorization included) as reason phrase."""
+    with EchoingPeer(b"407") as proxy:
+        env = {
+            "TARGET_ADDRESS": http_url(free_port(), scheme=scheme),
+            "HTTP_HEADERS": HEADERS,
+            f"{scheme.upper()}_PROXY": f"http://{PROXY_USER}@127.0.0.1:{proxy.port}",
+        }
+        result = run(env, log=log)
+        seen = b"".join(proxy.seen)
+    assert result.code == 124, result.lines
+    assert base64.b64encode(PROXY_USER.encode()) in seen  # the proxy got the credentials
+    assert "407" in result.stderr
     assert_no_secret(result)
 
 
