@@ -885,7 +885,16 @@ def markdown(results: dict[str, Any], command: str) -> str:
     if results.get("load"):
         lines += ["### Load on the dependency: connections accepted per 100 ms at one listener", ""]
         lines += table(
-            ["mode", "targets", "accepts", "attempts/target/interval", "even/100 ms", "peak/100 ms", "empty"],
+            [
+                "mode",
+                "targets",
+                "accepts",
+                "attempts/target/interval",
+                "even/100 ms",
+                "peak/100 ms",
+                "empty",
+                "peak/100 ms, last 3 s",
+            ],
             [
                 [
                     r["mode"],
@@ -895,6 +904,7 @@ def markdown(results: dict[str, Any], command: str) -> str:
                     f"{r['even_per_window']:.0f}",
                     r["peak_window_after_2_rounds"],
                     f"{r['empty_windows_after_2_rounds']}/{r['windows_after_2_rounds']}",
+                    max(r["counts"][-32:-2], default=0),
                 ]
                 for r in results["load"]
             ],
@@ -953,18 +963,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--portpatrol", required=True)
+    parser.add_argument("--portpatrol", help="the installed command to measure (required unless --render)")
     parser.add_argument("--wait-for-it-deb")
     parser.add_argument("--wait-for-it-pypi")
     parser.add_argument("--wait-on")
     parser.add_argument(
         "--quick", action="store_true", help="small sizes, short runs: checks that it all runs"
     )
-    parser.add_argument("--out", type=Path, required=True, help="results.json and plots go here")
+    parser.add_argument("--out", type=Path, help="results.json and plots go here (required unless --render)")
     parser.add_argument("--docs", type=Path, help="rewrite the results block of this markdown file")
     parser.add_argument("--only", nargs="*", choices=list(SECTIONS), help="run only these sections")
     parser.add_argument("--command", default="bash benchmarks/run.sh", help="the reproduce command shown")
+    parser.add_argument("--render", type=Path, help="measure nothing: rewrite --docs from this results.json")
     args = parser.parse_args(argv)
+    if args.render:
+        results = json.loads(args.render.read_text())
+        block = markdown(results, args.command)
+        if args.docs:
+            write_docs(block, args.docs)
+        print(block)
+        return 0
+    if not args.portpatrol or not args.out:
+        parser.error("--portpatrol and --out are required to measure")
     portpatrol = Path(args.portpatrol)
     python = portpatrol.parent / "python"
     helptext = subprocess.run([str(portpatrol), "--help"], capture_output=True, text=True, check=False).stdout
