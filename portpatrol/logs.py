@@ -16,7 +16,7 @@ TYPE_CHECKING = False  # typing costs ~2 ms to import; its names are only needed
 if TYPE_CHECKING:
     from typing import TextIO
 
-_NEEDS_QUOTES = re.compile(r'[\s="\x00-\x1f\x7f]')
+_NEEDS_QUOTES = re.compile(r'[\s="\x00-\x1f\x7f-\x9f\u2028\u2029]')
 MASK = "***"
 
 

@@ -144,6 +144,13 @@ class Runner:
             self.emit(Waiting(item.target))
         for number in range(self.workers):
             threading.Thread(target=self._work, name=f"attempt-{number}", daemon=True).start()
+        try:
+            return self._loop(start, deadline, due)
+        finally:
+            for _ in range(self.workers):  # workers end after the attempt they are making
+                self._jobs.put(-1)
+
+    def _loop(self, start: float, deadline: float | None, due: list[tuple[float, int]]) -> bool:
         pending = len(self.progress)
         ticked = woken = start
         while pending:
@@ -198,8 +205,7 @@ class Runner:
                 self.emit(GaveUp(item.target, item.last_error, item.attempts))
 
     def _work(self) -> None:
-        while True:
-            index = self._jobs.get()
+        while (index := self._jobs.get()) >= 0:
             try:
                 self.checks[index].attempt()
                 error = None

@@ -15,7 +15,15 @@ try:  # json.dumps(text, ensure_ascii=False) for one string, without importing j
     from _json import encode_basestring as _encode_string
 except ImportError:  # another Python than CPython
     from json.encoder import py_encode_basestring as _encode_string
-json_string = _encode_string
+# JSON leaves DEL, the C1 controls (NEL among them) and the Unicode line separators raw; some
+# terminals and log collectors take those as line breaks or commands, so they are escaped too.
+_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
+def json_string(text: str) -> str:
+    """`text` as a JSON string literal, with every character that could end or forge a line escaped."""
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m[0]):04x}", _encode_string(text))
+
 
 DURATION_EXAMPLE = "use a unit, e.g. 5s, 500ms, 1m30s"
 

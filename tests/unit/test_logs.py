@@ -168,3 +168,12 @@ def test_event_lines_wait_for_flush_and_a_direct_line_flushes_them_first() -> No
         "Waiting for PostgreSQL to become ready...",
         "Interrupted",
     ]
+
+
+def test_characters_that_could_forge_a_line_are_escaped() -> None:
+    target = Target("db", "db:5432", TcpSpec("db", 5432))
+    (line,) = lines([Failed(target, "bad\x85peer\u2028said\x1b[2Jhi", 1)])
+    assert "\x85" not in line
+    assert "\u2028" not in line
+    assert "\x1b" not in line
+    assert parse_line(line)["error"] == "bad\x85peer\u2028said\x1b[2Jhi"

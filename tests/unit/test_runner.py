@@ -236,3 +236,13 @@ def test_success_threshold_property(prefix: list[bool], threshold: int) -> None:
     ok, _ = run([(target("a", interval=0.0001, threshold=threshold), fake)], 5, jitter=0.0)
     assert ok
     assert len(fake.started) == _ready_attempts(script, threshold)
+
+
+def test_workers_end_when_the_run_ends() -> None:
+    before = threading.active_count()
+    fakes = [(target(name, interval=0.01), Fake([False, True])) for name in "abc"]
+    assert Runner(fakes, lambda event: None).run(5)
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() == before
