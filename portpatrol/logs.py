@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from functools import cache
 
 from portpatrol import __version__
 from portpatrol.model import Target
@@ -21,10 +22,15 @@ MASK = "***"
 
 
 def scrub(text: str, secrets: frozenset[str]) -> str:
-    # Longest first, so a secret containing another is masked whole.
-    for secret in sorted(secrets, key=len, reverse=True):
+    for secret in _longest_first(secrets):
         text = text.replace(secret, MASK)
     return text
+
+
+@cache
+def _longest_first(secrets: frozenset[str]) -> tuple[str, ...]:
+    """So a secret containing another is masked whole; sorted once per target, not per field."""
+    return tuple(sorted(secrets, key=len, reverse=True))
 
 
 def elapsed(seconds: float) -> str:
@@ -154,9 +160,16 @@ class StatusLine:
         self._print(msg)
 
     def _render(self) -> None:
-        waiting = ", ".join(f"{name} ({why})" for name, why in self.reasons.items())
         took = elapsed(self.clock() - self.start)
-        line = f"{self.ready}/{len(self.targets)} ready · {took} · waiting for {waiting}"
+        line = f"{self.ready}/{len(self.targets)} ready · {took} · waiting for "
+        # Only as many names as fit: joining all of thousands on every event would be quadratic.
+        shown, size = [], len(line)
+        for name, why in self.reasons.items():
+            shown.append(f"{name} ({why})")
+            size += len(shown[-1]) + 2
+            if size >= self.width:
+                break
+        line += ", ".join(shown)
         if len(line) > self.width - 1:
             line = line[: self.width - 2] + "…"
         self._out(f"\r\x1b[2K{line}")

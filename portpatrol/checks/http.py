@@ -23,7 +23,7 @@ import httpx
 from portpatrol.checks import NotReady, net
 from portpatrol.errors import SetupError
 from portpatrol.model import HttpSpec
-from portpatrol.sources.values import format_duration
+from portpatrol.sources.values import cut
 
 
 class _Backend(httpcore.NetworkBackend):
@@ -51,7 +51,7 @@ class _Backend(httpcore.NetworkBackend):
     def left(self) -> float:
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise httpcore.ReadTimeout(f"no answer within {format_duration(self.bound)}")
+            raise httpcore.ReadTimeout(net.timed_out(self.bound))
         return left
 
     def connect_tcp(
@@ -129,7 +129,7 @@ class _Stream(httpcore.NetworkStream):
         self, error: OSError, on_timeout: type[Exception], otherwise: type[Exception], prefix: str = ""
     ) -> Exception:
         if isinstance(error, TimeoutError):
-            return on_timeout(f"{prefix}no answer within {format_duration(self.backend.bound)}")
+            return on_timeout(prefix + net.timed_out(self.backend.bound))
         if isinstance(error, ssl.SSLError):
             return otherwise(prefix + (error.reason or "TLS error").lower().replace("_", " "))
         return otherwise(prefix + net.reason(error, self.backend.bound))
@@ -213,24 +213,21 @@ class HttpCheck:
         except httpx.InvalidURL as error:
             # A proxy the source let through but httpx cannot use (a host that is not valid IDNA,
             # e.g. HTTP_PROXY=http://\x80:3128). httpx names the bad part only, never a password.
-            reason = net.lower_first(str(error))
-            reason = reason if len(reason) <= 200 else reason[:200] + "…"  # it may quote a huge host
+            reason = cut(net.lower_first(str(error)), 200)  # it may quote a huge host
             raise SetupError(f"the HTTP proxy cannot be used: {reason}") from None
         # Credentials in the URL become Basic auth, but as in Go's client (the original's), an
         # Authorization header the user wrote wins: httpx would replace it; a no-op Auth keeps it.
         self.auth: httpx.Auth | None = (
             httpx.Auth() if any(name.lower() == "authorization" for name, _ in spec.headers) else None
         )
+        self.hidden = _basic_credentials(spec.url) | _basic_credentials(spec.proxy or "")
 
     def _reason(self, error: httpx.HTTPError) -> str:
         """The library's words for a failure, without the peer's bytes or any credential."""
         text = _PEER_BYTES.sub("", str(error)).rstrip(".")
-        hidden = _basic_credentials(self.spec.url)
-        if self.spec.proxy is not None:
-            hidden |= _basic_credentials(self.spec.proxy)
-        for secret in hidden:
+        for secret in self.hidden:
             text = text.replace(secret, "***")
-        text = text if len(text) <= 300 else text[:300] + "…"  # a reason phrase is the peer's to choose
+        text = cut(text, 300)  # a reason phrase is the peer's to choose
         return net.lower_first(text or type(error).__name__)
 
     def attempt(self, deadline: float | None = None) -> None:

@@ -3,7 +3,7 @@
 getaddrinfo() cannot be interrupted and may block far longer than an attempt's bound when no
 resolver answers, so lookups run in a helper thread that the attempt stops waiting for at its
 deadline. A lookup still running is shared by the next attempt instead of starting another,
-so a dead resolver costs one thread per name, not one per attempt."""
+and at most LOOKUP_THREADS run at once, so a dead resolver cannot multiply threads."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def connect(host: str, port: int, deadline: float, bound: float) -> socket.socke
             continue
         return sock
     if not reasons:
-        raise NotReady(f"no answer within {format_duration(bound)}")
+        raise NotReady(timed_out(bound))
     if len(set(reasons.values())) == 1:
         raise NotReady(next(iter(reasons.values())))
     raise NotReady("; ".join(f"{peer}: {why}" for peer, why in reasons.items()))
@@ -117,10 +117,15 @@ def _show(family: socket.AddressFamily, ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if family == socket.AF_INET6 else f"{ip}:{port}"
 
 
+def timed_out(bound: float) -> str:
+    """The reason for an attempt that its bound ended: one wording for every check."""
+    return f"no answer within {format_duration(bound)}"
+
+
 def reason(error: OSError, bound: float) -> str:
     """A socket error in a few lower-case words, as a log line shows it."""
     if isinstance(error, TimeoutError) or error.errno in (errno.ETIMEDOUT, errno.EAGAIN):
-        return f"no answer within {format_duration(bound)}"
+        return timed_out(bound)
     if error.errno is not None:
         return lower_first(os.strerror(error.errno))
     return str(error) or type(error).__name__

@@ -15,7 +15,6 @@ import time
 
 from portpatrol.checks import NotReady, net
 from portpatrol.model import HttpSpec
-from portpatrol.sources.values import format_duration
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -197,5 +196,5 @@ class PlainHttpCheck:
     def _left(self, deadline: float) -> float:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise NotReady(f"no answer within {format_duration(self.dial_timeout)}")
+            raise NotReady(net.timed_out(self.dial_timeout))
         return left

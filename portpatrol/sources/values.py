@@ -51,11 +51,14 @@ _QUERY_PAIR = re.compile(r"([?&;]([^=&#;?]*)=)[^&#;]*")
 _BAD_HOST = re.compile(r"[\s\x00-\x1f\x7f/\\?#@\[\]<>\"'{}|^`%,;]")
 
 
+def cut(text: str, limit: int) -> str:
+    """`text`, or its first `limit` characters and an ellipsis when it is longer."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def quote(value: str, limit: int = 80) -> str:
     """A value as it appears in an error line: quoted, escaped, and cut when huge."""
-    if len(value) > limit:
-        value = value[:limit] + "…"
-    return json_string(value)
+    return json_string(cut(value, limit))
 
 
 def mask_secrets(text: str) -> str:
