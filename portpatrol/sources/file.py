@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from portpatrol.errors import ConfigError, Problem
+from portpatrol.logs import scrub
 from portpatrol.model import IcmpSpec, Kind, Plan, Spec, StatusCodes, Target, Timing
 from portpatrol.sources import Collector, http_spec, target
 from portpatrol.sources.values import (
@@ -694,9 +695,7 @@ class _Compiler:
             written = parse_address(template, check_type, "type")
         except ValueError:
             written = address.replace(display=template, host=_host_of(template), secrets=frozenset())
-        display = written.display
-        for secret in sorted(secrets | written.secrets | address.secrets, key=len, reverse=True):
-            display = display.replace(secret, "***")
+        display = scrub(written.display, secrets | written.secrets | address.secrets)
         return address.replace(display=display, host=written.host)
 
     def icmp_settings(self, path: JsonPath, item: _Map, secrets: set[str]) -> float | None:
@@ -833,10 +832,7 @@ def _hide(message: str, secrets: frozenset[str]) -> str:
     secret, cut or escaped by `quote`, so every quoted text goes, and any secret left over."""
     if not secrets:
         return message
-    message = _QUOTED.sub('"***"', message)
-    for secret in sorted(secrets, key=len, reverse=True):
-        message = message.replace(secret, "***")
-    return message
+    return scrub(_QUOTED.sub('"***"', message), secrets)
 
 
 def _host_of(template: str) -> str:
