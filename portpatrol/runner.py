@@ -163,9 +163,7 @@ class Runner:
             if now - ticked >= TICK:
                 ticked = now
                 self.emit(Tick())
-            wake = min(
-                due[0][0] if due else now + TICK, ticked + TICK, now + TICK if deadline is None else deadline
-            )
+            wake = min(ticked + TICK, due[0][0] if due else ticked + TICK, deadline or ticked + TICK)
             try:
                 index, error, finished = self._results.get_nowait()
             except queue.Empty:
