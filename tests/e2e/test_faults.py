@@ -95,7 +95,8 @@ def test_reset_in_the_middle_of_a_response(path_env: dict[str, str]) -> None:
         run = run_window({"TARGET_ADDRESS": f"http://127.0.0.1:{peer.port}/", **TIMING, **path_env}, WINDOW)
     assert_paced(run, takes_bound=False)
     assert_says(run, "connection reset by peer")
-    assert peer.accepted == len(run.failures)
+    # Every accepted connection gave one failure line, bar the attempt SIGTERM may have caught in flight.
+    assert len(run.failures) <= peer.accepted <= len(run.failures) + 1, (peer.accepted, run.lines)
 
 
 @pytest.mark.parametrize(
