@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from enum import Enum
-
 TYPE_CHECKING = False  # typing costs ~2 ms to import; its names are only needed by mypy here
 if TYPE_CHECKING:
-    from typing import Self
+    from typing import ClassVar, Self
 
 _set = object.__setattr__
 
@@ -48,10 +46,32 @@ class Record:
         return type(self)(**{name: changes.get(name, getattr(self, name)) for name in self.__slots__})
 
 
-class Kind(Enum):
-    TCP = "TCP"
-    HTTP = "HTTP"
-    ICMP = "ICMP"
+class Kind:
+    """What a target checks: Kind.TCP, Kind.HTTP or Kind.ICMP, compared with `is`; `value` is the
+    name. Three constants rather than an Enum: `import enum` costs ~4 ms, and this module is on
+    every pod's start-up path (docs/performance.md)."""
+
+    __slots__ = ("value",)
+    value: str
+    if TYPE_CHECKING:
+        TCP: ClassVar[Kind]
+        HTTP: ClassVar[Kind]
+        ICMP: ClassVar[Kind]
+
+    def __init__(self, value: str) -> None:
+        _set(self, "value", value)
+
+    def __repr__(self) -> str:
+        return f"Kind.{self.value}"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to {name!r}: Kind is immutable")
+
+    def __reduce__(self) -> str:
+        return f"Kind.{self.value}"  # by name, as an Enum member: copy and pickle give the constant
+
+
+Kind.TCP, Kind.HTTP, Kind.ICMP = Kind("TCP"), Kind("HTTP"), Kind("ICMP")
 
 
 class Timing(Record):
