@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-
 from portpatrol import __version__
 from portpatrol.errors import Problem
 from portpatrol.model import HttpSpec, IcmpSpec, Kind, Spec, StatusCodes, Target, TcpSpec, Timing
 from portpatrol.sources.values import Address, mask_secrets, parse_address, quote, select_proxy
 
-TYPE_CHECKING = False  # typing costs ~2 ms to import; its names are only needed by mypy here
+TYPE_CHECKING = False  # typing and collections.abc cost ~2 ms to import; only mypy needs their names
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
     from typing import TypeVar
 
     T = TypeVar("T")
@@ -88,6 +87,8 @@ def distinct_names(targets: list[Target]) -> list[Target]:
     """Names let a reader tell targets apart in the logs: where several share one, each gets
     its port (and an HTTP path) added (`db:5432`, `db:6379`, `api:80/health`), and any still
     shared a number (`api:80 #2`)."""
+    if len({item.name for item in targets}) == len(targets):
+        return list(targets)  # the usual case, without importing collections (start-up time)
     from collections import Counter
 
     def with_port(name: str, spec: Spec) -> str:

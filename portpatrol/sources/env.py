@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from portpatrol.errors import ConfigError
 from portpatrol.model import IcmpSpec, Kind, Record, Spec, StatusCodes, Target, Timing, _set
 from portpatrol.sources import Collector, http_spec, target
@@ -20,6 +18,13 @@ from portpatrol.sources.values import (
     parse_threshold,
     quote,
 )
+
+TYPE_CHECKING = False  # typing and collections.abc cost ~2 ms to import; only mypy needs their names
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 _SECRET = frozenset({"HTTP_HEADERS"})
 
@@ -44,21 +49,26 @@ class _Env:
     def get(self, key: str) -> str | None:
         return self.environ.get(key) or None
 
+    def parse(self, key: str, parser: Callable[[str], T]) -> T | None:
+        """The variable's value parsed, or None when it is unset or does not parse (a problem)."""
+        text = self.get(key)
+        if text is None:
+            return None
+        try:
+            return parser(text)
+        except ValueError as error:  # only now the value is masked and quoted: masking imports re
+            self.collector.add(self.where(key), str(error))
+            return None
+
     def where(self, key: str) -> str:
         value = self.environ[key]
         return key if key in _SECRET else f"{key}={quote(mask_secrets(value))}"
 
     def duration(self, key: str, default: float) -> float:
-        text = self.get(key)
-        return (
-            default
-            if text is None
-            else (self.collector.parse(self.where(key), text, parse_duration) or default)
-        )
+        return self.parse(key, parse_duration) or default
 
     def boolean(self, key: str) -> bool:
-        text = self.get(key)
-        return text is not None and bool(self.collector.parse(self.where(key), text, parse_bool))
+        return bool(self.parse(key, parse_bool))
 
 
 def log_settings(environ: Mapping[str, str]) -> LogSettings:
@@ -81,46 +91,19 @@ def targets(environ: Mapping[str, str]) -> list[Target]:
     text = env.get("TARGET_ADDRESS")
     if text is None:
         return []
-    type_text = env.get("TARGET_CHECK_TYPE")
-    check_type = (
-        None
-        if type_text is None
-        else collector.parse(env.where("TARGET_CHECK_TYPE"), type_text, parse_check_type)
-    )
-    address = collector.parse(
-        env.where("TARGET_ADDRESS"), text, lambda t: parse_address(t, check_type, "TARGET_CHECK_TYPE")
-    )
-    threshold_text = env.get("SUCCESS_THRESHOLD")
-    threshold = (
-        None
-        if threshold_text is None
-        else collector.parse(env.where("SUCCESS_THRESHOLD"), threshold_text, parse_threshold)
-    )
+    check_type = env.parse("TARGET_CHECK_TYPE", parse_check_type)
+    address = env.parse("TARGET_ADDRESS", lambda t: parse_address(t, check_type, "TARGET_CHECK_TYPE"))
+    threshold = env.parse("SUCCESS_THRESHOLD", parse_threshold)
     timing = Timing(env.duration("CHECK_INTERVAL", 2.0), env.duration("DIAL_TIMEOUT", 1.0), threshold or 1)
     kind = address.kind if address else intended_kind(text, check_type)
 
     spec: Spec | None = None
     secrets: frozenset[str] = frozenset()
     if kind is Kind.HTTP:
-        method_text = env.get("HTTP_METHOD")
-        method = (
-            "GET"
-            if method_text is None
-            else collector.parse(env.where("HTTP_METHOD"), method_text, parse_method)
-        )
-        headers_text = env.get("HTTP_HEADERS")
+        method = env.parse("HTTP_METHOD", parse_method)
         allow = env.boolean("HTTP_ALLOW_DUPLICATE_HEADERS")
-        headers = (
-            ()
-            if headers_text is None
-            else collector.parse("HTTP_HEADERS", headers_text, lambda t: parse_headers(t, allow))
-        )
-        codes_text = env.get("HTTP_EXPECTED_STATUS_CODES")
-        expected = (
-            StatusCodes()
-            if codes_text is None
-            else collector.parse(env.where("HTTP_EXPECTED_STATUS_CODES"), codes_text, parse_status_codes)
-        )
+        headers = env.parse("HTTP_HEADERS", lambda t: parse_headers(t, allow))
+        expected = env.parse("HTTP_EXPECTED_STATUS_CODES", parse_status_codes)
         skip_tls_verify = env.boolean("HTTP_SKIP_TLS_VERIFY")
         if address is None:  # the address has its own problem; the variables above are checked
             raise ConfigError(collector.problems)

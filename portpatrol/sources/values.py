@@ -3,26 +3,25 @@ ValueError whose message says what is wrong and shows a valid example."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-
 from portpatrol.model import Kind, Record, StatusCodes, _set
 
-# ipaddress and urllib.parse are imported where used: a TCP target by IP or name needs neither,
-# and every millisecond of import is start-up time (docs/performance.md).
+# Every pod's start-up runs this module (docs/performance.md), so what a TCP target from the
+# environment needs is plain str methods: `import re` costs ~5 ms, json ~1.5 ms, and
+# ipaddress and urllib.parse more; those are imported only by the paths that need them.
+TYPE_CHECKING = False  # typing and collections.abc cost ~2 ms; their names are only needed by mypy
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
-try:  # json.dumps(text, ensure_ascii=False) for one string, without importing json (~1.5 ms)
-    from _json import encode_basestring as _encode_string
-except ImportError:  # another Python than CPython
-    from json.encoder import py_encode_basestring as _encode_string
-# JSON leaves DEL, the C1 controls (NEL among them) and the Unicode line separators raw; some
-# terminals and log collectors take those as line breaks or commands, so they are escaped too.
-_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029]")
+# json.dumps(text, ensure_ascii=False)'s escapes, and more: JSON leaves DEL, the C1 controls (NEL
+# among them) and the Unicode line separators raw; some terminals and log collectors take those
+# as line breaks or commands, so they are escaped too.
+_ESCAPES = {c: f"\\u{c:04x}" for c in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
+_ESCAPES |= {ord(c): "\\" + short for c, short in zip('"\\\b\f\n\r\t', '"\\bfnrt', strict=True)}
 
 
 def json_string(text: str) -> str:
     """`text` as a JSON string literal, with every character that could end or forge a line escaped."""
-    return _UNSAFE.sub(lambda m: f"\\u{ord(m[0]):04x}", _encode_string(text))
+    return f'"{text.translate(_ESCAPES)}"'
 
 
 DURATION_EXAMPLE = "use a unit, e.g. 5s, 500ms, 1m30s"
@@ -37,18 +36,39 @@ _NS = {
     "m": 60 * 10**9,
     "h": 3600 * 10**9,
 }
-_PIECE = r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)"  # unambiguous: no backtracking blow-up
 _MAX_DURATION = 8760 * 3600  # a year, in seconds: far beyond any wait, well inside every timer
-_DURATION = re.compile(f"(?:{_PIECE})+")
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_DIGITS = "0123456789"
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_TOKEN = "!#$%&'*+-.^_`|~" + _DIGITS + _LETTERS  # RFC 9110 tchar
+_SCHEME_CHARS = "+-." + _DIGITS + _LETTERS  # RFC 3986, after a first letter
 _TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})
 _FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
-_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _SCHEME_KINDS = {"tcp": Kind.TCP, "http": Kind.HTTP, "https": Kind.HTTP, "icmp": Kind.ICMP}
-_SECRET_QUERY = re.compile(r"(?i)token|key|secret|pass|pwd|auth|sig|credential|session|code")
-_QUERY_PAIR = re.compile(r"([?&;]([^=&#;?]*)=)[^&#;]*")
-# Characters that never belong in a host name; catches typos such as `http://exam ple.com`.
-_BAD_HOST = re.compile(r"[\s\x00-\x1f\x7f/\\?#@\[\]<>\"'{}|^`%,;]")
+# Regular expressions of the paths that import re (HTTP, and messages about what did not parse);
+# re caches them compiled.
+_HIDDEN_QUERY_NAME = r"(?i)token|key|secret|pass|pwd|auth|sig|credential|session|code"
+_QUERY_PAIR = r"([?&;]([^=&#;?]*)=)[^&#;]*"
+_CONTROLS = "".join(map(chr, range(0x20))) + "\x7f"  # C0 and DEL
+_HEADER_CONTROLS = _CONTROLS.replace("\t", "")
+# Characters that never belong in a host name (besides whitespace); catches typos such as
+# `http://exam ple.com`.
+_BAD_HOST = _CONTROLS + "/\\?#@[]<>\"'{}|^`%,;"
+
+
+def _has_any(text: str, chars: str, spaces: bool = True) -> bool:
+    """Whether `text` holds one of `chars` or, with `spaces`, whitespace (as re's \\s: Unicode's)."""
+    return any(c in chars or (spaces and c.isspace()) for c in text)
+
+
+def _is_token(text: str) -> bool:
+    return bool(text) and not text.strip(_TOKEN)
+
+
+def _scheme(text: str) -> str | None:
+    """The scheme of `scheme://rest` as written, or None when `text` does not start with one."""
+    scheme, sep, _ = text.partition("://")
+    valid = sep and scheme and scheme[0] in _LETTERS and not scheme.strip(_SCHEME_CHARS)
+    return scheme if valid else None
 
 
 def cut(text: str, limit: int) -> str:
@@ -64,20 +84,47 @@ def quote(value: str, limit: int = 80) -> str:
 def mask_secrets(text: str) -> str:
     """Text that may hold `scheme://user:password@` or `?token=...`, with user info and the values
     of token-like query parameters hidden: for messages about addresses that did not even parse."""
+    import re
+
     text = re.sub(r"(?<=://)[^/?#@\s]*@", "***@", text)
-    return _QUERY_PAIR.sub(lambda m: f"{m[1]}***" if _SECRET_QUERY.search(m[2]) else m[0], text)
+    return re.sub(_QUERY_PAIR, lambda m: f"{m[1]}***" if re.search(_HIDDEN_QUERY_NAME, m[2]) else m[0], text)
 
 
 def parse_duration(text: str) -> float:
     """Go's duration syntax (`2s`, `500ms`, `1m30s`, `1.5h`) to seconds; must be > 0."""
-    if len(text) > 64 or not _DURATION.fullmatch(text):
+    pieces = _duration_pieces(text) if len(text) <= 64 else None
+    if not pieces:
         raise ValueError(f"not a duration ({DURATION_EXAMPLE})")
-    ns = sum(float(number) * _NS[unit] for number, unit in re.findall(_PIECE, text))
+    ns = sum(float(number) * _NS[unit] for number, unit in pieces)
     if ns < 1:
         raise ValueError(f"must be greater than 0 ({DURATION_EXAMPLE})")
     if ns / 1e9 > _MAX_DURATION:
         raise ValueError("must be at most 8760h (a year)")
     return ns / 1e9
+
+
+def _duration_pieces(text: str) -> list[tuple[str, str]] | None:
+    """The (number, unit) pieces of `text`, each number `\\d+(\\.\\d*)?|\\.\\d+` in ASCII digits
+    (as Go and the schema), or None when `text` is anything else."""
+    pieces = []
+    i, end = 0, len(text)
+    while i < end:
+        start = i
+        while i < end and text[i] in _DIGITS:
+            i += 1
+        digits = i > start
+        if i < end and text[i] == ".":
+            i += 1
+            fraction = i
+            while i < end and text[i] in _DIGITS:
+                i += 1
+            digits = digits or i > fraction
+        unit = text[i : i + 2] if text[i : i + 2] in _NS else text[i : i + 1]
+        if not digits or unit not in _NS:
+            return None
+        pieces.append((text[start:i], unit))
+        i += len(unit)
+    return pieces
 
 
 def format_duration(seconds: float) -> str:
@@ -122,7 +169,7 @@ def parse_bool(text: str) -> bool:
 
 
 def parse_method(text: str) -> str:
-    if not _TOKEN.fullmatch(text):
+    if not _is_token(text):
         raise ValueError("not an HTTP method (e.g. GET, HEAD, POST)")
     return text
 
@@ -159,10 +206,10 @@ def parse_headers(text: str, allow_duplicates: bool) -> tuple[tuple[str, str], .
         name, value = name.strip(), value.strip()
         if not eq:
             raise ValueError(f"header {number} has no '=' between name and value {example}")
-        if not _TOKEN.fullmatch(name):
+        if not _is_token(name):
             shown = "an empty name" if not name else f"the name {quote(name, 40)}, which is not valid"
             raise ValueError(f"header {number} has {shown} {example}")
-        if re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value):
+        if _has_any(value, _HEADER_CONTROLS, spaces=False):
             raise ValueError(f"header {quote(name)} has a control character in its value {example}")
         if name.lower() in seen and not allow_duplicates:
             raise ValueError(
@@ -200,8 +247,8 @@ def parse_address(text: str, check_type: str | None, type_key: str) -> Address:
     """An address in any documented form. `check_type` is an already parsed type, or None;
     `type_key` names where it came from, for the message when the two contradict."""
     text = text.strip()
-    scheme_match = _SCHEME.match(text)
-    scheme = scheme_match.group(1).lower() if scheme_match else None
+    written = _scheme(text)
+    scheme = written and written.lower()
     if scheme is not None and scheme not in _SCHEME_KINDS:
         raise ValueError(f"unknown scheme {quote(scheme)} (use tcp://, http://, https:// or icmp://)")
     if scheme and check_type and _SCHEME_KINDS[scheme] is not _SCHEME_KINDS[check_type]:
@@ -211,7 +258,7 @@ def parse_address(text: str, check_type: str | None, type_key: str) -> Address:
         )
     kind_name = scheme or check_type or "tcp"
     kind = _SCHEME_KINDS[kind_name]
-    rest = text[scheme_match.end() :] if scheme_match else text
+    rest = text[len(written) + 3 :] if written else text
     if kind is Kind.HTTP:
         return _http_address(f"{kind_name}://{rest}")
     if kind is Kind.ICMP:
@@ -222,8 +269,8 @@ def parse_address(text: str, check_type: str | None, type_key: str) -> Address:
 def intended_kind(text: str, check_type: str | None) -> Kind | None:
     """The kind an address that did not parse was meant to have, when that is clear: so the
     variables of that kind can still be checked and every problem reported at once."""
-    scheme_match = _SCHEME.match(text.strip())
-    scheme = scheme_match.group(1).lower() if scheme_match else None
+    written = _scheme(text.strip())
+    scheme = written and written.lower()
     kinds = {_SCHEME_KINDS[name] for name in (scheme, check_type) if name in _SCHEME_KINDS}
     if len(kinds) != 1 or (scheme is not None and scheme not in _SCHEME_KINDS):
         return None
@@ -252,16 +299,17 @@ def _icmp_address(rest: str) -> Address:
             ipaddress.IPv6Address(host)
         except ValueError:
             raise ValueError(f"an ICMP address takes no port or path {example}") from None
-    elif not host or _BAD_HOST.search(host):
+    elif not host or _has_any(host, _BAD_HOST):
         raise ValueError(f"not a host name or IP address {example}")
     return Address(Kind.ICMP, host, None, None, rest, frozenset())
 
 
 def _http_address(url: str) -> Address:
+    import re
     from urllib.parse import unquote, urlsplit
 
     example = "(e.g. http://api:8080/healthz)"
-    if re.search(r"[\s\x00-\x1f\x7f]", url):
+    if _has_any(url, _CONTROLS):
         raise ValueError(f"a URL has no spaces or control characters {example}")
     try:
         parts = urlsplit(url)
@@ -272,7 +320,7 @@ def _http_address(url: str) -> Address:
     query = []
     for pair in parts.query.split("&") if parts.query else ():
         name, eq, value = pair.partition("=")
-        secret = bool(eq and value and _SECRET_QUERY.search(name))
+        secret = bool(eq and value and re.search(_HIDDEN_QUERY_NAME, name))
         if secret:
             secrets |= {value, unquote(value)}
         query.append(f"{name}=***" if secret else pair)
@@ -302,7 +350,7 @@ def _split_netloc(netloc: str, example: str) -> tuple[str, str, int | None]:
         port_text = port_text_raw if colon else None
         if not host:
             raise ValueError(f"the address has no host {example}")
-        if _BAD_HOST.search(host):
+        if _has_any(host, _BAD_HOST):
             raise ValueError(f"{quote(host)} is not a host name {example}")
     if port_text is None:
         return userinfo, host, None
