@@ -3,22 +3,24 @@ Redaction lives here: every value is scrubbed of its target's secrets before it 
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Callable
-from functools import cache
 
 from portpatrol import __version__
 from portpatrol.model import Target
 from portpatrol.runner import AllReady, Event, Failed, GaveUp, Ready, Tick, Waiting
 from portpatrol.sources.values import format_duration, json_string
 
+# Every pod's start-up imports this module (docs/performance.md): no re (~5 ms), json (~6 ms with
+# the re it imports), functools or collections.abc; str methods and plain dicts do their work.
 TYPE_CHECKING = False  # typing costs ~2 ms to import; its names are only needed by mypy here
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import TextIO
 
-_NEEDS_QUOTES = re.compile(r'[\s="\x00-\x1f\x7f-\x9f\u2028\u2029]')
 MASK = "***"
+# A text value is quoted when it holds one of these or whitespace (Unicode's, as re's \s).
+_QUOTED = '="' + "".join(map(chr, (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)))
+_SORTED: dict[frozenset[str], tuple[str, ...]] = {}
 
 
 def scrub(text: str, secrets: frozenset[str]) -> str:
@@ -27,10 +29,12 @@ def scrub(text: str, secrets: frozenset[str]) -> str:
     return text
 
 
-@cache
 def _longest_first(secrets: frozenset[str]) -> tuple[str, ...]:
     """So a secret containing another is masked whole; sorted once per target, not per field."""
-    return tuple(sorted(secrets, key=len, reverse=True))
+    found = _SORTED.get(secrets)
+    if found is None:
+        found = _SORTED[secrets] = tuple(sorted(secrets, key=len, reverse=True))
+    return found
 
 
 def elapsed(seconds: float) -> str:
@@ -97,10 +101,9 @@ class LogWriter:
         record |= fields
         if target is not None and target.secrets:
             record = {key: scrub(value, target.secrets) for key, value in record.items()}
-        if self.json_lines:
-            import json
-
-            line = json.dumps(record, ensure_ascii=False)
+        if self.json_lines:  # json.dumps(record, ensure_ascii=False)'s line, line-forging characters escaped
+            pairs = ", ".join(f"{json_string(key)}: {json_string(value)}" for key, value in record.items())
+            line = f"{{{pairs}}}"
         else:
             line = " ".join(f"{key}={_text_value(value)}" for key, value in record.items())
         self.pending.append(line)
@@ -111,9 +114,14 @@ class LogWriter:
 
 
 def _text_value(value: str) -> str:
-    if value and not _NEEDS_QUOTES.search(value):
-        return value
-    return json_string(value)
+    return json_string(value) if _needs_quotes(value) else value
+
+
+def _needs_quotes(value: str) -> bool:
+    """Whether `value` is empty or holds a space, `=`, `"`, a control or line-forging character."""
+    if value.isprintable():  # the usual case, at C speed: no whitespace but " ", no control character
+        return not value or " " in value or "=" in value or '"' in value
+    return any(c in _QUOTED or c.isspace() for c in value)
 
 
 class StatusLine:

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from portpatrol import logs
 from portpatrol.logs import LogWriter, scrub
 from portpatrol.model import HttpSpec, IcmpSpec, Target, TcpSpec, Timing
 from portpatrol.runner import AllReady, Failed, Ready, Waiting
@@ -177,3 +181,48 @@ def test_characters_that_could_forge_a_line_are_escaped() -> None:
     assert "\u2028" not in line
     assert "\x1b" not in line
     assert parse_line(line)["error"] == "bad\x85peer\u2028said\x1b[2Jhi"
+
+
+@pytest.mark.parametrize("json_lines", [False, True])
+def test_characters_that_could_forge_a_line_are_escaped_in_both_formats(json_lines: bool) -> None:
+    target = Target("db", "db:5432", TcpSpec("db", 5432))
+    error = "bad\x85peer\u2028said\u2029\x7f\x1b[2Jhi\nnext"
+    (line,) = lines([Failed(target, error, 1)], json_lines=json_lines)
+    assert not any(c in line for c in "\x85\u2028\u2029\x7f\x1b\n")
+    assert (json.loads(line) if json_lines else parse_line(line))["error"] == error
+
+
+@given(st.dictionaries(st.text(), st.text(), max_size=4))
+def test_json_lines_read_as_json_dumps_writes_them(fields: dict[str, str]) -> None:
+    stream = io.StringIO()
+    writer = LogWriter(stream, json_lines=True, now=lambda: NOW)
+    writer.write("INFO", "msg", None, **{f"f_{key}": value for key, value in fields.items()})
+    (line,) = stream.getvalue().splitlines()
+    record = {"time": "2024-07-12T12:44:41.494Z", "level": "INFO", "msg": "msg"}
+    record |= {f"f_{key}": value for key, value in fields.items()}
+    assert json.loads(line) == record
+    unsafe = re.compile("[\x7f-\x9f\u2028\u2029]")  # json.dumps leaves these raw; the line escapes them
+    assert line == unsafe.sub(lambda m: f"\\u{ord(m[0]):04x}", json.dumps(record, ensure_ascii=False))
+
+
+# The expression logs.py used before re left the start-up path; the predicate must agree with it.
+OLD_NEEDS_QUOTES = re.compile(r'[\s="\x00-\x1f\x7f-\x9f\u2028\u2029]')
+
+
+def test_quoting_matches_the_old_expression_on_every_code_point() -> None:
+    """str.isprintable() is False for more than the expression matched (format characters such as
+    U+200B, private use, unassigned): those stay unquoted, as before; Unicode spaces are quoted."""
+    every = [chr(code) for code in range(0x110000)]
+    assert [c for c in every if logs._needs_quotes(c)] == OLD_NEEDS_QUOTES.findall("".join(every))
+    assert [c for c in every if logs._needs_quotes(f"a{c}b")] == OLD_NEEDS_QUOTES.findall("".join(every))
+
+
+@given(st.text())
+def test_quoting_matches_the_old_expression(value: str) -> None:
+    assert logs._needs_quotes(value) == (not value or bool(OLD_NEEDS_QUOTES.search(value)))
+
+
+def test_secrets_are_sorted_once_per_set() -> None:
+    secrets = frozenset({"abc", "abcdef", "xy"})
+    assert logs._longest_first(secrets) == ("abcdef", "abc", "xy")
+    assert logs._longest_first(secrets) is logs._longest_first(frozenset({"xy", "abc", "abcdef"}))
