@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from types import FrameType
 
 from portpatrol import __version__
 from portpatrol.errors import ConfigError, Problem, SetupError
@@ -17,9 +13,14 @@ from portpatrol.sources.env import LogSettings
 TYPE_CHECKING = False  # typing costs ~2 ms to import; its names are only needed by mypy here
 if TYPE_CHECKING:
     import argparse
+    import signal as _signal  # the same names as below, with types
+    from collections.abc import Mapping, Sequence
+    from types import FrameType
     from typing import NoReturn
 
     from portpatrol.runner import Progress, Runner
+else:  # the C module under signal, which imports enum: ~4 ms of every pod's start-up
+    import _signal
 
 # With the main thread and at most 15 name lookups, a default run stays within 64 OS threads.
 DEFAULT_WORKERS = 48
@@ -71,6 +72,9 @@ environment variables (the original PortPatrol's; an empty variable counts as un
 exit status: 0 ready (or COMMAND's status), 2 invalid configuration or checks cannot run,
 124 deadline passed, 126 COMMAND not executable, 127 COMMAND not found,
 130 interrupted (SIGINT), 143 terminated (SIGTERM)."""
+
+
+SIGNAL_NAMES: dict[int, str] = {_signal.SIGINT: "SIGINT", _signal.SIGTERM: "SIGTERM"}
 
 
 class Interrupted(BaseException):
@@ -300,7 +304,7 @@ def _wait(plan: Plan, settings: LogSettings, args: argparse.Namespace) -> int:
     except Interrupted as stop:
         names = [item.target.name for item in runner.progress if item.ready_after is None]
         waiting = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        output.write("WARN", f"Interrupted by {signal.Signals(stop.signum).name} while waiting for {waiting}")
+        output.write("WARN", f"Interrupted by {SIGNAL_NAMES[stop.signum]} while waiting for {waiting}")
         status = 128 + stop.signum
     if args.report:
         _report(args.report, runner, status)
@@ -342,8 +346,8 @@ def _exec(command: list[str], environ: Mapping[str, str]) -> int:
     """Become COMMAND: same PID, its exit status is ours. Returns only when that fails."""
     sys.stdout.flush()
     sys.stderr.flush()
-    for ignored in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores both; ignoring survives exec
-        signal.signal(ignored, signal.SIG_DFL)
+    for ignored in (_signal.SIGPIPE, _signal.SIGXFSZ):  # Python ignores both; ignoring survives exec
+        _signal.signal(ignored, _signal.SIG_DFL)
     try:
         os.execvpe(command[0], command, dict(environ))  # noqa: S606 (the user's own command, as given)
     except FileNotFoundError:
@@ -354,27 +358,19 @@ def _exec(command: list[str], environ: Mapping[str, str]) -> int:
         return EXIT_CANNOT_EXECUTE
 
 
-@contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise Interrupted(signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def run() -> NoReturn:
     """The console script. SIGINT and SIGTERM end it at once, whatever it is doing."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted(signum)
+
     try:
-        with _signals_interrupt():
-            status = main()
+        for signum in SIGNAL_NAMES:
+            _signal.signal(signum, interrupt)
+        status = main()
     except Interrupted as stop:
         status = 128 + stop.signum
     except BrokenPipeError:  # `portpatrol validate | head`: the reader left; no traceback for that
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        status = 128 + signal.SIGPIPE
+        status = 128 + _signal.SIGPIPE
     sys.exit(status)

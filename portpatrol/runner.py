@@ -1,25 +1,39 @@
 """Runs every target's own retry loop at the same time until all are ready or the deadline passes.
 
-A bounded pool of worker threads makes single attempts; this thread keeps a heap of when each
-target is next due and hands due targets to the pool. So a thousand targets need no thousand
-threads, and a target whose attempt hangs (within its bound) delays no other target as long as
-fewer attempts hang than there are workers. Events are emitted from this thread only.
-A signal handler that raises in this thread ends the wait at once: workers are daemons."""
+This thread keeps a heap of when each target is next due. A TCP attempt to an IP address is a
+non-blocking connect that this thread watches with poll() itself: a thousand waiting targets cost
+no thread and no hand-off per attempt (docs/performance.md). Every other attempt (a name to look
+up, HTTP, ICMP) goes to a bounded pool of worker threads, started only when one is needed, which
+report back through a pipe that the same poll() watches. So a thousand targets need no thousand
+threads, and an attempt that hangs (within its bound) delays no other target as long as fewer
+attempts hang than there are workers. Events are emitted from this thread only. A signal handler
+that raises in this thread ends the wait at once: workers are daemons, connects are abandoned.
+Nothing here imports `threading` or `socket` unless workers are needed: start-up time."""
 
 from __future__ import annotations
 
 import heapq
 import os
-import queue
-import threading
+import select
 import time
-from collections.abc import Callable, Sequence
 
-from portpatrol.checks import Check, NotReady
+from portpatrol.checks import NotReady, timed_out
+from portpatrol.checks.tcp import TcpCheck
 from portpatrol.model import Record, Target, _set
+
+TYPE_CHECKING = False  # typing costs ~2 ms to import; its names are only needed by mypy here
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from queue import SimpleQueue
+
+    from portpatrol.checks import Check
+    from portpatrol.checks.tcp import Connecting
 
 DEFAULT_JITTER = 0.1
 COALESCE = 0.01  # seconds: how often at most this thread wakes for failures
+# Connects in flight at once on this thread; beyond that, attempts go to the workers, so sockets
+# stay well inside the usual limit of 1,024 open files even when every peer is silent.
+MAX_CONNECTING = 512
 
 
 class _Event(Record):
@@ -132,8 +146,12 @@ class Runner:
         self.jitter = jitter
         self.clock = clock
         self.idle = idle
-        self._jobs: queue.SimpleQueue[int] = queue.SimpleQueue()
-        self._results: queue.SimpleQueue[tuple[int, str | None, float]] = queue.SimpleQueue()
+        self._poll = select.poll()
+        self._outcomes: list[tuple[int, str | None, float]] = []  # (target, error or None, when)
+        self._connecting: dict[int, tuple[int, int, Connecting]] = {}  # fd: (target, serial, connect)
+        self._bounds: list[tuple[float, int, int]] = []  # heap of (when, serial, fd) to give up on a connect
+        self._serial = 0
+        self._pool: _Pool | None = None
 
     def run(self, timeout: float | None = None) -> bool:
         """True when every target is ready; False when `timeout` seconds passed first."""
@@ -142,73 +160,181 @@ class Runner:
         due = [(start, index) for index in range(len(self.progress))]
         for item in self.progress:
             self.emit(Waiting(item.target))
-        for number in range(self.workers):
-            threading.Thread(target=self._work, name=f"attempt-{number}", daemon=True).start()
         try:
             return self._loop(start, deadline, due)
         finally:
-            for _ in range(self.workers):  # workers end after the attempt they are making
-                self._jobs.put(-1)
+            for _, _, connecting in self._connecting.values():
+                connecting.close()
+            self._connecting.clear()
+            if self._pool is not None:
+                self._pool.stop()
 
     def _loop(self, start: float, deadline: float | None, due: list[tuple[float, int]]) -> bool:
         pending = len(self.progress)
         ticked = woken = start
-        while pending:
+        while True:
             now = self.clock()
             while due and due[0][0] <= now:
-                self._jobs.put(heapq.heappop(due)[1])
+                self._begin(heapq.heappop(due)[1], now)
+            self._expire(now)
+            outcomes, self._outcomes = self._outcomes, []
+            failed = False
+            for index, error, finished in outcomes:
+                item = self.progress[index]
+                item.attempts += 1
+                timing = item.target.timing
+                if error is None:
+                    item.successes += 1
+                    if item.successes >= timing.success_threshold:
+                        item.ready_after = finished - start
+                        pending -= 1
+                        self.emit(Ready(item.target, item.attempts, item.ready_after))
+                        continue
+                else:
+                    failed = True
+                    item.successes = 0
+                    item.last_error = error
+                    self.emit(Failed(item.target, error, item.attempts))
+                wait = pause(timing.interval, self.jitter, item.stretch)
+                heapq.heappush(due, (finished + wait, index))
+            if not pending:
+                break
             if deadline is not None and now >= deadline:
                 self._give_up()
                 return False
             if now - ticked >= TICK:
                 ticked = now
                 self.emit(Tick())
-            wake = min(ticked + TICK, due[0][0] if due else ticked + TICK, deadline or ticked + TICK)
-            try:
-                index, error, finished = self._results.get_nowait()
-            except queue.Empty:
-                self.idle()
-                try:
-                    index, error, finished = self._results.get(timeout=max(0.0, wake - now))
-                except queue.Empty:
-                    continue
-                if error is not None and now - woken < COALESCE:
-                    # Many targets failing: let the failures of the next few milliseconds join
-                    # this one, so this thread wakes about 100 times a second, not once per
-                    # attempt. Readiness never waits.
-                    time.sleep(COALESCE - (now - woken))
-                woken = self.clock()
-            item = self.progress[index]
-            item.attempts += 1
-            timing = item.target.timing
-            if error is None:
-                item.successes += 1
-                if item.successes >= timing.success_threshold:
-                    item.ready_after = finished - start
-                    pending -= 1
-                    self.emit(Ready(item.target, item.attempts, item.ready_after))
-                    continue
-            else:
-                item.successes = 0
-                item.last_error = error
-                self.emit(Failed(item.target, error, item.attempts))
-            wait = pause(timing.interval, self.jitter, item.stretch)
-            heapq.heappush(due, (finished + wait, index))
+            if self._outcomes:  # connects that ended at once: no need to wait for them
+                continue
+            self.idle()
+            if failed and now - woken < COALESCE:
+                # Many targets failing: let the outcomes of the next few milliseconds join these,
+                # so this thread wakes about 100 times a second, not once per attempt.
+                time.sleep(COALESCE - (now - woken))
+            wake = ticked + TICK
+            for when in (due[0][0] if due else wake, self._bounds[0][0] if self._bounds else wake, deadline):
+                wake = wake if when is None else min(wake, when)
+            self._wait(wake - self.clock())
+            woken = self.clock()
         self.emit(AllReady(len(self.progress), self.clock() - start))
         return True
+
+    def _begin(self, index: int, now: float) -> None:
+        """Starts an attempt: on this thread for a TCP connect to an IP address, else on a worker."""
+        check = self.checks[index]
+        if isinstance(check, TcpCheck) and len(self._connecting) < MAX_CONNECTING:
+            try:
+                connecting = check.dial()
+            except NotReady as failure:
+                self._outcomes.append((index, str(failure), now))
+                return
+            if connecting is not None:
+                if not connecting.waiting:
+                    self._outcomes.append((index, connecting.result(), now))
+                    return
+                self._serial += 1
+                self._connecting[connecting.fd] = (index, self._serial, connecting)
+                heapq.heappush(self._bounds, (now + check.dial_timeout, self._serial, connecting.fd))
+                self._poll.register(connecting.fd, select.POLLOUT)
+                return
+        if self._pool is None:
+            self._pool = _Pool(self.checks, self.workers, self.clock, self._poll)
+        self._pool.jobs.put(index)
+
+    def _expire(self, now: float) -> None:
+        """Connects still in flight when their bound passes have failed."""
+        while self._bounds and self._bounds[0][0] <= now:
+            _, serial, fd = heapq.heappop(self._bounds)
+            entry = self._connecting.get(fd)
+            if entry is None or entry[1] != serial:
+                continue  # it ended before its bound (and the fd may be another connect's now)
+            del self._connecting[fd]
+            self._poll.unregister(fd)
+            index, _, connecting = entry
+            connecting.close()
+            self._outcomes.append((index, timed_out(connecting.bound), now))
+
+    def _wait(self, seconds: float) -> None:
+        """Until a connect ends, a worker reports, or `seconds` pass."""
+        # poll() counts whole milliseconds: round up, or it would return early and spin.
+        ready = self._poll.poll(max(0, int(seconds * 1000 + 0.999)))
+        finished = self.clock()
+        for fd, _ in ready:
+            entry = self._connecting.pop(fd, None)
+            if entry is None:  # the workers' pipe
+                assert self._pool is not None
+                self._outcomes += self._pool.results()
+                continue
+            self._poll.unregister(fd)
+            index, _, connecting = entry
+            self._outcomes.append((index, connecting.result(), finished))
 
     def _give_up(self) -> None:
         for item in self.progress:
             if item.ready_after is None:
                 self.emit(GaveUp(item.target, item.last_error, item.attempts))
 
-    def _work(self) -> None:
-        while (index := self._jobs.get()) >= 0:
+
+class _Pool:
+    """Worker threads for attempts that block. Each result is queued, then a byte is written to a
+    pipe so that the runner's poll() wakes. The last worker to end closes the pipe: none writes
+    to it after that, whose number could by then belong to another file."""
+
+    def __init__(self, checks: list[Check], size: int, clock: Callable[[], float], poll: select.poll) -> None:
+        import _thread
+        import queue
+
+        self.checks = checks
+        self.clock = clock
+        self.size = size
+        self.jobs: SimpleQueue[int] = queue.SimpleQueue()
+        self._results: SimpleQueue[tuple[int, str | None, float]] = queue.SimpleQueue()
+        self._empty = queue.Empty
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        poll.register(self._read, select.POLLIN)
+        self._lock = _thread.allocate_lock()
+        self._running = size
+        for _ in range(size):
+            _thread.start_new_thread(self._work, ())
+
+    def results(self) -> list[tuple[int, str | None, float]]:
+        try:  # noqa: SIM105 (contextlib costs start-up; see the module's docstring)
+            os.read(self._read, 65536)
+        except BlockingIOError:
+            pass
+        taken = []
+        while True:
             try:
-                self.checks[index].attempt()
-                error = None
-            except NotReady as failure:
-                error = str(failure)
-            except Exception as bug:  # a bug in a check must read as "not ready", never as ready
-                error = f"unexpected {type(bug).__name__}: {bug}"
-            self._results.put((index, error, self.clock()))
+                taken.append(self._results.get_nowait())
+            except self._empty:
+                return taken
+
+    def stop(self) -> None:
+        """Workers end after the attempt they are making."""
+        for _ in range(self.size):
+            self.jobs.put(-1)
+
+    def _work(self) -> None:
+        try:
+            while (index := self.jobs.get()) >= 0:
+                try:
+                    self.checks[index].attempt()
+                    error = None
+                except NotReady as failure:
+                    error = str(failure)
+                except Exception as bug:  # a bug in a check must read as "not ready", never as ready
+                    error = f"unexpected {type(bug).__name__}: {bug}"
+                self._results.put((index, error, self.clock()))
+                try:  # noqa: SIM105
+                    os.write(self._write, b"!")
+                except BlockingIOError:
+                    pass  # the pipe is full: the runner is about to wake anyway
+        finally:
+            with self._lock:
+                self._running -= 1
+                if not self._running:
+                    os.close(self._read)
+                    os.close(self._write)

@@ -3,14 +3,44 @@ about where it came from; library exceptions become NotReady reasons inside the 
 
 from __future__ import annotations
 
+import errno
+import os
+
 from portpatrol.errors import PortpatrolError
 from portpatrol.model import HttpSpec, IcmpSpec, Target
+from portpatrol.sources.values import format_duration
 
 TYPE_CHECKING = False
 
 
 class NotReady(PortpatrolError):
     """One attempt failed; the message says why, in a few words."""
+
+
+def timed_out(bound: float) -> str:
+    """The reason for an attempt that its bound ended: one wording for every check."""
+    return f"no answer within {format_duration(bound)}"
+
+
+def reason(error: OSError, bound: float) -> str:
+    """A socket error in a few lower-case words, as a log line shows it."""
+    if isinstance(error, TimeoutError):
+        return timed_out(bound)
+    if error.errno is not None:
+        return describe(error.errno, bound)
+    return str(error) or type(error).__name__
+
+
+def describe(code: int, bound: float) -> str:
+    """An errno in a few lower-case words: `connection refused`."""
+    if code in (errno.ETIMEDOUT, errno.EAGAIN):
+        return timed_out(bound)
+    return lower_first(os.strerror(code))
+
+
+def lower_first(text: str) -> str:
+    """`Connection refused` -> `connection refused`; `TLS failed` stays."""
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text
 
 
 if TYPE_CHECKING:

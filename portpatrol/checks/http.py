@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 import httpcore
 import httpx
 
-from portpatrol.checks import NotReady, net
+from portpatrol.checks import NotReady, lower_first, net, reason, timed_out
 from portpatrol.errors import SetupError
 from portpatrol.model import HttpSpec
 from portpatrol.sources.values import cut
@@ -51,7 +51,7 @@ class _Backend(httpcore.NetworkBackend):
     def left(self) -> float:
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise httpcore.ReadTimeout(net.timed_out(self.bound))
+            raise httpcore.ReadTimeout(timed_out(self.bound))
         return left
 
     def connect_tcp(
@@ -129,10 +129,10 @@ class _Stream(httpcore.NetworkStream):
         self, error: OSError, on_timeout: type[Exception], otherwise: type[Exception], prefix: str = ""
     ) -> Exception:
         if isinstance(error, TimeoutError):
-            return on_timeout(prefix + net.timed_out(self.backend.bound))
+            return on_timeout(prefix + timed_out(self.backend.bound))
         if isinstance(error, ssl.SSLError):
             return otherwise(prefix + (error.reason or "TLS error").lower().replace("_", " "))
-        return otherwise(prefix + net.reason(error, self.backend.bound))
+        return otherwise(prefix + reason(error, self.backend.bound))
 
 
 @cache
@@ -213,7 +213,7 @@ class HttpCheck:
         except httpx.InvalidURL as error:
             # A proxy the source let through but httpx cannot use (a host that is not valid IDNA,
             # e.g. HTTP_PROXY=http://\x80:3128). httpx names the bad part only, never a password.
-            reason = cut(net.lower_first(str(error)), 200)  # it may quote a huge host
+            reason = cut(lower_first(str(error)), 200)  # it may quote a huge host
             raise SetupError(f"the HTTP proxy cannot be used: {reason}") from None
         # Credentials in the URL become Basic auth, but as in Go's client (the original's), an
         # Authorization header the user wrote wins: httpx would replace it; a no-op Auth keeps it.
@@ -228,7 +228,7 @@ class HttpCheck:
         for secret in self.hidden:
             text = text.replace(secret, "***")
         text = cut(text, 300)  # a reason phrase is the peer's to choose
-        return net.lower_first(text or type(error).__name__)
+        return lower_first(text or type(error).__name__)
 
     def attempt(self, deadline: float | None = None) -> None:
         """`deadline`: when the plain-HTTP check hands over an attempt it began (checks/plainhttp.py)."""
@@ -241,7 +241,7 @@ class HttpCheck:
         except httpx.TooManyRedirects:
             raise NotReady("more than 10 redirects") from None
         except httpx.InvalidURL as error:  # not an HTTPError: e.g. a host that is not valid IDNA
-            raise NotReady(f"invalid URL: {net.lower_first(str(error))}") from None
+            raise NotReady(f"invalid URL: {lower_first(str(error))}") from None
         except httpx.ProxyError as error:  # the proxy refused the tunnel (CONNECT), e.g. with 407
             raise NotReady(f"proxy answered {self._reason(error)}") from None
         except httpx.HTTPError as error:

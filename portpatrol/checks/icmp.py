@@ -19,7 +19,7 @@ from icmplib import ICMPRequest, ICMPv4Socket, ICMPv6Socket
 from icmplib.exceptions import ICMPLibError, SocketBroadcastError, SocketPermissionError
 from icmplib.utils import unique_identifier
 
-from portpatrol.checks import NotReady, net
+from portpatrol.checks import NotReady, lower_first, net, reason
 from portpatrol.errors import SetupError
 from portpatrol.model import IcmpSpec
 from portpatrol.sources.values import format_duration
@@ -71,7 +71,7 @@ class IcmpCheck:
             raise NotReady("permission denied (sending refused by a route or firewall rule)") from None
         except ICMPLibError as error:  # icmplib words socket errors as "[Errno 101] Network is unreachable"
             text = re.sub(r"^\[Errno -?\d+\] ", "", str(error)).rstrip(".")
-            raise NotReady(net.lower_first(text) or type(error).__name__) from None
+            raise NotReady(lower_first(text) or type(error).__name__) from None
 
     def _receive(self, sock: socket.socket, ip: str, ident: int, sequence: int, v6: bool) -> None:
         end = time.monotonic() + self.spec.read_timeout
@@ -84,7 +84,7 @@ class IcmpCheck:
             except TimeoutError:
                 break
             except OSError as error:
-                raise NotReady(net.reason(error, self.spec.read_timeout)) from None
+                raise NotReady(reason(error, self.spec.read_timeout)) from None
             if self.raw and not v6:  # a raw IPv4 socket also returns the IP header
                 packet = packet[(packet[0] & 0x0F) * 4 :]
             if len(packet) < 8:

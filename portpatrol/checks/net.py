@@ -7,15 +7,13 @@ and at most LOOKUP_THREADS run at once, so a dead resolver cannot multiply threa
 
 from __future__ import annotations
 
-import errno
-import os
 import socket
 import threading
 import time
 from collections.abc import Sequence
 
-from portpatrol.checks import NotReady
-from portpatrol.sources.values import format_duration
+# The wording of reasons is shared by every check; other checks reach it as net.reason etc. too.
+from portpatrol.checks import NotReady, lower_first, reason, timed_out
 
 TYPE_CHECKING = False  # typing costs ~2 ms to import; its names are only needed by mypy here
 if TYPE_CHECKING:
@@ -115,22 +113,3 @@ def connect(host: str, port: int, deadline: float, bound: float) -> socket.socke
 
 def _show(family: socket.AddressFamily, ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if family == socket.AF_INET6 else f"{ip}:{port}"
-
-
-def timed_out(bound: float) -> str:
-    """The reason for an attempt that its bound ended: one wording for every check."""
-    return f"no answer within {format_duration(bound)}"
-
-
-def reason(error: OSError, bound: float) -> str:
-    """A socket error in a few lower-case words, as a log line shows it."""
-    if isinstance(error, TimeoutError) or error.errno in (errno.ETIMEDOUT, errno.EAGAIN):
-        return timed_out(bound)
-    if error.errno is not None:
-        return lower_first(os.strerror(error.errno))
-    return str(error) or type(error).__name__
-
-
-def lower_first(text: str) -> str:
-    """`Connection refused` -> `connection refused`; `TLS failed` stays."""
-    return text[:1].lower() + text[1:] if text[1:2].islower() else text

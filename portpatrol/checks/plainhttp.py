@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket
 import time
 
-from portpatrol.checks import NotReady, net
+from portpatrol.checks import NotReady, net, reason, timed_out
 from portpatrol.model import HttpSpec
 
 TYPE_CHECKING = False
@@ -188,7 +188,7 @@ class PlainHttpCheck:
                     raise NotReady(_DISCONNECTED)
                 head += chunk
         except OSError as error:
-            raise NotReady(net.reason(error, bound)) from None
+            raise NotReady(reason(error, bound)) from None
         finally:
             sock.close()
         return parse_head(bytes(head[:end]))
@@ -196,5 +196,5 @@ class PlainHttpCheck:
     def _left(self, deadline: float) -> float:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise NotReady(net.timed_out(self.dial_timeout))
+            raise NotReady(timed_out(self.dial_timeout))
         return left

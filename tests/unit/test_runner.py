@@ -4,6 +4,7 @@ them, not about the network; the end-to-end fault tests cover real peers."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -14,8 +15,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portpatrol.checks import NotReady
+from portpatrol.checks.tcp import TcpCheck
 from portpatrol.model import Target, TcpSpec, Timing
 from portpatrol.runner import AllReady, Event, Failed, GaveUp, Ready, Runner, Waiting, pause
+from tests.peers import TcpListener
 
 
 def target(name: str, interval: float = 0.05, threshold: int = 1, dial_timeout: float = 1.0) -> Target:
@@ -238,11 +241,57 @@ def test_success_threshold_property(prefix: list[bool], threshold: int) -> None:
     assert len(fake.started) == _ready_attempts(script, threshold)
 
 
+def os_threads() -> int:
+    """Every thread of this process, however it was started (the runner uses _thread)."""
+    return len(os.listdir("/proc/self/task"))
+
+
 def test_workers_end_when_the_run_ends() -> None:
-    before = threading.active_count()
+    before = os_threads()
     fakes = [(target(name, interval=0.01), Fake([False, True])) for name in "abc"]
-    assert Runner(fakes, lambda event: None).run(5)
+    runner = Runner(fakes, lambda event: None)
+    assert runner.run(5)
+    assert runner._pool is not None  # the fakes needed workers
     deadline = time.monotonic() + 5
-    while threading.active_count() > before and time.monotonic() < deadline:
+    while os_threads() > before and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert threading.active_count() == before
+    assert os_threads() == before
+
+
+# --------------------------------------------------------------------------- TCP on the runner's thread
+
+
+def tcp(name: str, host: str, port: int, interval: float = 0.05) -> tuple[Target, TcpCheck]:
+    spec = TcpSpec(host, port)
+    return Target(name, f"{host}:{port}", spec, Timing(interval, 1.0)), TcpCheck(spec, 1.0)
+
+
+def test_tcp_to_an_ip_address_needs_no_worker_thread() -> None:
+    with TcpListener() as up, TcpListener(start_after=0.3) as later:
+        pairs = [tcp("up", "127.0.0.1", up.port), tcp("later", "127.0.0.1", later.port)]
+        events = Events()
+        runner = Runner(pairs, events.append)
+        assert runner.run(5)
+    assert runner._pool is None
+    failed = events.of(Failed)
+    assert failed, events
+    assert all(isinstance(e, Failed) and e.error == "connection refused" for e in failed), failed
+    assert {e.target.name for e in events.of(Ready) if isinstance(e, Ready)} == {"up", "later"}
+
+
+def test_names_go_to_workers_beside_addresses_on_the_runners_thread() -> None:
+    with TcpListener() as up:
+        runner = Runner(
+            [tcp("ip", "127.0.0.1", up.port), tcp("name", "localhost", up.port)], lambda event: None
+        )
+        assert runner.run(5)
+    assert runner._pool is not None
+
+
+def test_connects_beyond_the_cap_go_to_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("portpatrol.runner.MAX_CONNECTING", 1)
+    with TcpListener() as up:
+        events = Events()
+        runner = Runner([tcp(f"t{i}", "127.0.0.1", up.port) for i in range(5)], events.append)
+        assert runner.run(5)
+    assert len(events.of(Ready)) == 5
