@@ -128,15 +128,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Defaults:
+    """The parsed arguments when there are none: what argparse would give."""
+
+    targets: list[str] = []  # noqa: RUF012 (never changed)
+    config = timeout = interval = dial_timeout = report = None
+    workers = DEFAULT_WORKERS
+    jitter = 0.1
+
+
 def _arguments(argv: list[str]) -> argparse.Namespace:
     """The parsed arguments. Without any (the initContainer case) argparse is not even imported:
     start-up time is what every pod pays."""
     if argv:
         return _parser().parse_intermixed_args(argv)
-    from types import SimpleNamespace
-
-    defaults = {"config": None, "timeout": None, "interval": None, "dial_timeout": None, "report": None}
-    return SimpleNamespace(targets=[], workers=DEFAULT_WORKERS, jitter=0.1, **defaults)  # type: ignore[return-value]
+    return _Defaults()  # type: ignore[return-value]
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -184,7 +190,6 @@ def _compile(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[Plan
     """The plan from every source, and the log settings.
     Every problem of every source is reported at once."""
     from portpatrol import sources
-    from portpatrol.sources import args as arguments
     from portpatrol.sources import env
     from portpatrol.sources.values import parse_duration, quote
 
@@ -224,10 +229,13 @@ def _compile(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[Plan
             timeout = timeout or loaded.timeout
         except ConfigError as error:
             problems += error.problems
-    try:
-        targets += arguments.targets(args.targets, timing, environ)
-    except ConfigError as error:
-        problems += error.problems
+    if args.targets:
+        from portpatrol.sources import args as arguments
+
+        try:
+            targets += arguments.targets(args.targets, timing, environ)
+        except ConfigError as error:
+            problems += error.problems
     if not targets and not problems:
         problems.append(
             Problem(

@@ -253,9 +253,9 @@ def test_workers_end_when_the_run_ends() -> None:
     assert runner.run(5)
     assert runner._pool is not None  # the fakes needed workers
     deadline = time.monotonic() + 5
-    while os_threads() > before and time.monotonic() < deadline:
+    while os_threads() > before and time.monotonic() < deadline:  # other tests' threads may end too
         time.sleep(0.01)
-    assert os_threads() == before
+    assert os_threads() <= before
 
 
 # --------------------------------------------------------------------------- TCP on the runner's thread
