@@ -377,6 +377,8 @@ class _Http:
     skip_tls_verify: bool
 
 
+TIMING_KEYS = ("interval", "dial_timeout", "success_threshold")  # the keys of Timing
+
 class _Compiler:
     def __init__(
         self, where: str, root: Any, environ: Mapping[str, str], problems: list[tuple[int, Problem]]
@@ -585,6 +587,8 @@ class _Compiler:
                     ("defaults",), document["defaults"], self.top["properties"]["defaults"]
                 )
                 for key, value in (defaults or {}).items():
+                    if key not in TIMING_KEYS:
+                        continue  # mapping() said it is unknown, with the nearest known key
                     parsed = self.timing_value(("defaults", key), key, value)
                     if parsed is not None:
                         timing[key] = parsed
@@ -639,7 +643,7 @@ class _Compiler:
                 check_type = None
         secrets = set(shared)
         timing = dict(defaults)
-        for key in ("interval", "dial_timeout", "success_threshold"):
+        for key in TIMING_KEYS:
             if key in item:
                 found = self.timing_value((*path, key), key, item[key])
                 if found is not None:

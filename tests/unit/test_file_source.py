@@ -313,6 +313,13 @@ def test_unknown_key_with_did_you_mean_as_the_issue_shows() -> None:
     assert problems(text) == ["pp.yaml:7: $.targets[1].dial_timout: unknown key (did you mean dial_timeout?)"]
 
 
+def test_an_unknown_default_with_a_valid_value_is_one_problem() -> None:
+    # A duration under a misspelt key once reached the target's Timing and crashed the loader.
+    assert problems("defaults: {intervl: 2s}\ntargets: [{address: 'a:1'}]\n") == [
+        "pp.yaml:1: $.defaults.intervl: unknown key (did you mean interval?)"
+    ]
+
+
 def test_unknown_key_without_a_close_match_lists_the_keys() -> None:
     assert problem("targets: [{address: 'a:1'}]\nzzz: 1\n") == (
         "pp.yaml:2: $.zzz: unknown key (expected one of timeout, defaults, targets)"
