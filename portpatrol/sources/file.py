@@ -379,6 +379,7 @@ class _Http:
 
 TIMING_KEYS = ("interval", "dial_timeout", "success_threshold")  # the keys of Timing
 
+
 class _Compiler:
     def __init__(
         self, where: str, root: Any, environ: Mapping[str, str], problems: list[tuple[int, Problem]]
