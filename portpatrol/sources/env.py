@@ -17,6 +17,7 @@ from portpatrol.sources.values import (
     parse_status_codes,
     parse_threshold,
     quote,
+    utf8_text,
 )
 
 TYPE_CHECKING = False  # typing and collections.abc cost ~2 ms to import; only mypy needs their names
@@ -120,6 +121,7 @@ def targets(environ: Mapping[str, str]) -> list[Target]:
         read_timeout = env.duration("ICMP_READ_TIMEOUT", 1.0)
         spec = IcmpSpec(address.host, read_timeout) if address else None
 
+    name = env.parse("TARGET_NAME", lambda t: utf8_text(t, "(e.g. orders-db)"))
     if address is None or collector.problems:
         raise ConfigError(collector.problems)
-    return [target(address, env.get("TARGET_NAME"), timing, spec, secrets)]
+    return [target(address, name, timing, spec, secrets)]

@@ -25,6 +25,7 @@ from portpatrol.sources import Collector, http_spec, target
 from portpatrol.sources.values import (
     Address,
     mask_secrets,
+    not_utf8,
     parse_address,
     parse_duration,
     parse_method,
@@ -475,6 +476,7 @@ class _Compiler:
             return _Text(text, frozenset())
         secrets: set[str] = set()
         missing: list[str] = []
+        undecodable: list[str] = []
         malformed = False
 
         def replace(match: re.Match[str]) -> str:
@@ -486,6 +488,9 @@ class _Compiler:
                 malformed = True
                 return whole
             found = self.environ.get(name)
+            if found and not_utf8(found):
+                undecodable.append(name)
+                return whole
             if found:
                 secrets.add(found)
                 return found
@@ -505,7 +510,9 @@ class _Compiler:
             )
         for name in dict.fromkeys(missing):
             self.add(path, f"${{{name}}} is not set (set {name}, or give a default: ${{{name}:-value}})")
-        if malformed or missing:
+        for name in dict.fromkeys(undecodable):
+            self.add(path, f"${{{name}}} holds bytes that are not UTF-8 (set {name} to UTF-8 text)")
+        if malformed or missing or undecodable:
             return None
         return _Text(value, frozenset(s for s in secrets if s))
 

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 # as line breaks or commands, so they are escaped too.
 _ESCAPES = {c: f"\\u{c:04x}" for c in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
 _ESCAPES |= {ord(c): "\\" + short for c, short in zip('"\\\b\f\n\r\t', '"\\bfnrt', strict=True)}
+# The same escapes without those of the quote and the backslash: for text shown unquoted (a path).
+_UNQUOTED_ESCAPES = {c: escape for c, escape in _ESCAPES.items() if c not in (ord('"'), ord("\\"))}
 
 
 def json_string(text: str) -> str:
@@ -69,6 +71,24 @@ def _scheme(text: str) -> str | None:
     scheme, sep, _ = text.partition("://")
     valid = sep and scheme and scheme[0] in _LETTERS and not scheme.strip(_SCHEME_CHARS)
     return scheme if valid else None
+
+
+def printable(text: str) -> str:
+    """`text` as json_string escapes it but unquoted: no character in it can break or drive a line."""
+    return text.translate(_UNQUOTED_ESCAPES)
+
+
+def not_utf8(text: str) -> bool:
+    """Whether `text` holds a lone surrogate: a byte that was not UTF-8, decoded with surrogateescape."""
+    return not text.isascii() and any("\ud800" <= c <= "\udfff" for c in text)
+
+
+def utf8_text(text: str, example: str) -> str:
+    """`text`, unless it holds bytes that are not UTF-8 (lone surrogates, from an environment variable
+    or argument): no host name, URL or header value can hold those, nor a name a report can write."""
+    if not_utf8(text):
+        raise ValueError(f"holds bytes that are not UTF-8 (shown as \\udcXX); write it in UTF-8 {example}")
+    return text
 
 
 def cut(text: str, limit: int) -> str:
@@ -211,6 +231,8 @@ def parse_headers(text: str, allow_duplicates: bool) -> tuple[tuple[str, str], .
             raise ValueError(f"header {number} has {shown} {example}")
         if _has_any(value, _HEADER_CONTROLS, spaces=False):
             raise ValueError(f"header {quote(name)} has a control character in its value {example}")
+        if not_utf8(value):
+            raise ValueError(f"header {quote(name)} has bytes that are not UTF-8 in its value {example}")
         if name.lower() in seen and not allow_duplicates:
             raise ValueError(
                 f"header {quote(name)} is given twice (set HTTP_ALLOW_DUPLICATE_HEADERS=true to send both)"
@@ -246,7 +268,7 @@ class Address(Record):
 def parse_address(text: str, check_type: str | None, type_key: str) -> Address:
     """An address in any documented form. `check_type` is an already parsed type, or None;
     `type_key` names where it came from, for the message when the two contradict."""
-    text = text.strip()
+    text = utf8_text(text, "(e.g. db:5432 or http://api:8080/healthz)").strip()
     written = _scheme(text)
     scheme = written and written.lower()
     if scheme is not None and scheme not in _SCHEME_KINDS:

@@ -553,3 +553,79 @@ def test_endless_config_file_is_refused_within_bounded_memory() -> None:
     # /dev/zero never ends: the loader must stop at a size limit. The address space is capped
     # so that, while the bug is there, the process fails fast instead of eating the machine.
     run_real({}, ["--config", "/dev/zero"], limit_mib=1024)
+
+
+# --------------------------------------------------------------------------- bytes that are not UTF-8
+
+# Python decodes such bytes in the environment and arguments to lone surrogates. Written raw they
+# crashed a strict UTF-8 stream: `--report` (a traceback after the whole wait), and httpx.URL when
+# building the HTTP check (HTTP_PROXY). They can never name a host, a URL or a header value, so
+# they are now a configuration error: exit 2 before any wait. The real command runs with a UTF-8
+# locale and PYTHONIOENCODING=utf-8, so standard output is as strict as a report file.
+STRICT_UTF8 = {b"LANG": b"C.UTF-8", b"LC_ALL": b"C.UTF-8", b"PYTHONIOENCODING": b"utf-8"}
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "named"),
+    [
+        ({b"TARGET_ADDRESS": b"127.0.0.1:1", b"TARGET_NAME": b"db\xff"}, [], "TARGET_NAME="),
+        ({b"TARGET_ADDRESS": b"127.0.0.1:1\xff"}, [], "TARGET_ADDRESS="),
+        ({}, [b"\xff:1"], "argument "),
+        ({}, [b"http://127.0.0.1:1/\xfe"], "argument "),
+        (
+            {b"TARGET_ADDRESS": b"http://127.0.0.2:1/", b"HTTP_PROXY": b"http://u:\xff@127.0.0.1:1"},
+            [],
+            "HTTP_PROXY=",
+        ),
+        ({b"TARGET_ADDRESS": b"http://127.0.0.1:1/", b"HTTP_HEADERS": b"A=\xff"}, [], "HTTP_HEADERS"),
+        ({b"TARGET_ADDRESS": b"icmp://\xfe"}, [], "TARGET_ADDRESS="),
+    ],
+    ids=["name", "address", "argument", "argument-url", "proxy", "header", "icmp"],
+)
+def test_bytes_that_are_not_utf8_are_a_configuration_error(
+    env: dict[bytes, bytes], args: list[bytes], named: str, tmp_path: Path
+) -> None:
+    report = tmp_path / "report.json"
+    commands: list[list[str | bytes]] = [[*args, "--report", str(report)], ["validate", *args]]
+    for command in commands:
+        code, stderr = run_real({**STRICT_UTF8, **env}, command)
+        assert code == 2, stderr
+        assert stderr.startswith(f"portpatrol: {named}"), stderr
+        assert "not UTF-8" in stderr, stderr
+        assert "level=" not in stderr  # refused before any wait
+    assert not report.exists()
+
+
+def test_interpolated_bytes_that_are_not_utf8_are_a_configuration_error(tmp_path: Path) -> None:
+    config = tmp_path / "pp.yaml"
+    config.write_text(
+        "targets:\n"
+        "  - address: http://127.0.0.1:1/\n"
+        "    http: {headers: {Authorization: 'Bearer ${TOKEN}'}}\n"
+        "  - address: ${HOST}:1\n"
+    )
+    code, stderr = run_real(
+        {**STRICT_UTF8, b"TOKEN": b"s3cr\xffet", b"HOST": b"\xfe"}, ["--config", str(config)]
+    )
+    assert code == 2, stderr
+    assert "${TOKEN} holds bytes that are not UTF-8" in stderr
+    assert "${HOST} holds bytes that are not UTF-8" in stderr
+    assert "s3cr" not in stderr  # the value may be a secret: never shown
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from(["TARGET_ADDRESS", "TARGET_NAME", "HTTP_HEADERS", "HTTP_PROXY", "TARGET_CHECK_TYPE"]),
+    st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=8),
+    st.text(st.characters(min_codepoint=0xDC80, max_codepoint=0xDCFF), min_size=1, max_size=3),
+)
+def test_undecoded_bytes_in_any_variable_never_reach_the_plan(name: str, before: str, stray: str) -> None:
+    """In-process, the surrogates os.environ would hold: validate either refuses (2) or prints a
+    plan that a strict UTF-8 stream can write."""
+    base = {"TARGET_ADDRESS": "http://127.0.0.1:1/", "X": "1"}
+    code, out, _ = run_main(
+        ["validate"], {**base, name: "A=" + before + stray if name == "HTTP_HEADERS" else before + stray}
+    )
+    out.encode("utf-8")  # strict: raises on a surrogate
+    if name in ("TARGET_ADDRESS", "TARGET_NAME", "HTTP_HEADERS"):
+        assert code == 2
