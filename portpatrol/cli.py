@@ -161,6 +161,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             raise ConfigError(
                 [Problem("arguments", "-- must be followed by a COMMAND, e.g. -- python app.py")]
             )
+        if command is not None and not command[0]:  # execve refuses it, after the whole wait
+            raise ConfigError([Problem("arguments", "the COMMAND after -- is empty (e.g. -- python app.py)")])
         plan, settings = _compile(args, environ)
         if validate:
             return _validate(plan, args.config or environ.get("PORTPATROL_CONFIG"))

@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from portpatrol.cli import main
-from tests.peers import PORTPATROL
+from tests.peers import PORTPATROL, TcpListener
 
 # --------------------------------------------------------------------------- the network guard
 
@@ -629,3 +629,15 @@ def test_undecoded_bytes_in_any_variable_never_reach_the_plan(name: str, before:
     out.encode("utf-8")  # strict: raises on a surrogate
     if name in ("TARGET_ADDRESS", "TARGET_NAME", "HTTP_HEADERS"):
         assert code == 2
+
+
+# --------------------------------------------------------------------------- the -- COMMAND wrapper
+
+
+def test_an_empty_command_is_refused_before_the_wait(tcp_listener: TcpListener) -> None:
+    """`portpatrol db:5432 -- ""` (an unset "$CMD") crashed in execve with ValueError, after the
+    wait had succeeded: now it is one line and exit 2, before any attempt."""
+    code, stderr = run_real({}, [tcp_listener.address, "--", ""])
+    assert code == 2, stderr
+    assert stderr == "portpatrol: arguments: the COMMAND after -- is empty (e.g. -- python app.py)\n"
+    assert tcp_listener.accepted == 0
