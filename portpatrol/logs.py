@@ -55,10 +55,18 @@ class LogWriter:
         self.extra_fields = extra_fields
         self.now = now
         self.pending: list[str] = []  # event lines, written together by flush()
+        self._second = -1
+        self._stamp = ""
 
     def __call__(self, event: Event) -> None:
         """Formats the event; the line is written by the next flush()."""
         write = self._format
+        if type(event) is Failed and self._plain(event.target):  # most lines of a long wait
+            msg = f"{event.target.name} is not ready ✗"
+            self.pending.append(
+                f"time={self._time()} level=WARN msg={_text_value(msg)} error={_text_value(event.error)}"
+            )
+            return
         match event:
             case Waiting(target):
                 write("INFO", f"Waiting for {target.name} to become ready...", target)
@@ -88,6 +96,10 @@ class LogWriter:
         except (OSError, ValueError):
             pass  # a closed log stream must not change the outcome of the wait
 
+    def _plain(self, target: Target) -> bool:
+        """Whether a line about `target` is the text format's basic one: no extra fields, no secrets."""
+        return not (self.json_lines or self.extra_fields or target.secrets)
+
     def _format(self, level: str, msg: str, target: Target | None = None, **fields: str) -> None:
         record = {"time": self._time(), "level": level, "msg": msg}
         if target is not None and self.extra_fields:
@@ -110,11 +122,25 @@ class LogWriter:
 
     def _time(self) -> str:
         now = self.now()
-        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+        second = int(now)
+        if second != self._second:  # formatted once a second, not once a line
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._stamp}.{int(now * 1000) % 1000:03d}Z"
 
 
 def _text_value(value: str) -> str:
-    return json_string(value) if _needs_quotes(value) else value
+    text = _texts.get(value)
+    if text is None:
+        if len(_texts) >= 4096:
+            _texts.clear()
+        text = _texts[value] = json_string(value) if _needs_quotes(value) else value
+    return text
+
+
+# Values as the text format writes them. The same few (messages, reasons) come back on every
+# attempt of a long wait; a thousand waiting targets format each of theirs once.
+_texts: dict[str, str] = {}
 
 
 def _needs_quotes(value: str) -> bool:

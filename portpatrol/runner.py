@@ -30,9 +30,12 @@ if TYPE_CHECKING:
     from portpatrol.checks.tcp import Connecting
 
 DEFAULT_JITTER = 0.1
-COALESCE = 0.01  # seconds: how often at most this thread wakes for failures
-# Connects in flight at once on this thread; beyond that, attempts go to the workers, so sockets
-# stay well inside the usual limit of 1,024 open files even when every peer is silent.
+# Seconds: how often at most this thread wakes for failures. Each wake costs a context switch,
+# which on a virtual machine is as dear as the attempts themselves; a ready target that comes
+# just after a failure may wait this long (detection allows 50 ms, docs/performance.md).
+COALESCE = 0.025
+# Connects in flight at once on this thread; beyond that, due targets queue for the next free one,
+# so sockets stay well inside the usual limit of 1,024 open files even when every peer is silent.
 MAX_CONNECTING = 512
 
 
@@ -58,8 +61,10 @@ class Failed(_Event):
     error: str
     attempt: int
 
-    def __init__(self, target: Target, error: str, attempt: int) -> None:
-        super().__init__(target, error, attempt)
+    def __init__(self, target: Target, error: str, attempt: int) -> None:  # one per failed attempt: direct
+        _set(self, "target", target)
+        _set(self, "error", error)
+        _set(self, "attempt", attempt)
 
 
 class Ready(_Event):
@@ -151,6 +156,7 @@ class Runner:
         self._connecting: dict[int, tuple[int, int, Connecting]] = {}  # fd: (target, serial, connect)
         self._bounds: list[tuple[float, int, int]] = []  # heap of (when, serial, fd) to give up on a connect
         self._serial = 0
+        self._queued: list[int] = []  # TCP targets due while MAX_CONNECTING connects were in flight
         self._pool: _Pool | None = None
 
     def run(self, timeout: float | None = None) -> bool:
@@ -174,6 +180,11 @@ class Runner:
         ticked = woken = start
         while True:
             now = self.clock()
+            if self._queued and len(self._connecting) < MAX_CONNECTING:
+                free = MAX_CONNECTING - len(self._connecting)
+                starting, self._queued = self._queued[:free], self._queued[free:]
+                for index in starting:
+                    self._begin(index, now)
             while due and due[0][0] <= now:
                 self._begin(heapq.heappop(due)[1], now)
             self._expire(now)
@@ -210,7 +221,7 @@ class Runner:
             self.idle()
             if failed and now - woken < COALESCE:
                 # Many targets failing: let the outcomes of the next few milliseconds join these,
-                # so this thread wakes about 100 times a second, not once per attempt.
+                # so this thread wakes about 40 times a second, not once per attempt.
                 time.sleep(COALESCE - (now - woken))
             wake = ticked + TICK
             for when in (due[0][0] if due else wake, self._bounds[0][0] if self._bounds else wake, deadline):
@@ -223,21 +234,23 @@ class Runner:
     def _begin(self, index: int, now: float) -> None:
         """Starts an attempt: on this thread for a TCP connect to an IP address, else on a worker."""
         check = self.checks[index]
-        if isinstance(check, TcpCheck) and len(self._connecting) < MAX_CONNECTING:
+        if isinstance(check, TcpCheck) and check.literal is not None:
+            if len(self._connecting) >= MAX_CONNECTING:
+                self._queued.append(index)  # started as soon as a connect ends
+                return
             try:
                 connecting = check.dial()
             except NotReady as failure:
                 self._outcomes.append((index, str(failure), now))
                 return
-            if connecting is not None:
-                if not connecting.waiting:
-                    self._outcomes.append((index, connecting.result(), now))
-                    return
-                self._serial += 1
-                self._connecting[connecting.fd] = (index, self._serial, connecting)
-                heapq.heappush(self._bounds, (now + check.dial_timeout, self._serial, connecting.fd))
-                self._poll.register(connecting.fd, select.POLLOUT)
+            if not connecting.waiting:
+                self._outcomes.append((index, connecting.result(), now))
                 return
+            self._serial += 1
+            self._connecting[connecting.fd] = (index, self._serial, connecting)
+            heapq.heappush(self._bounds, (now + check.dial_timeout, self._serial, connecting.fd))
+            self._poll.register(connecting.fd, select.POLLOUT)
+            return
         if self._pool is None:
             self._pool = _Pool(self.checks, self.workers, self.clock, self._poll)
         self._pool.jobs.put(index)

@@ -35,7 +35,13 @@ def describe(code: int, bound: float) -> str:
     """An errno in a few lower-case words: `connection refused`."""
     if code in (errno.ETIMEDOUT, errno.EAGAIN):
         return timed_out(bound)
-    return lower_first(os.strerror(code))
+    text = _described.get(code)
+    if text is None:
+        text = _described[code] = lower_first(os.strerror(code))
+    return text
+
+
+_described: dict[int, str] = {}  # errno: its words; a thousand refused connects ask for the same one
 
 
 def lower_first(text: str) -> str:

@@ -28,10 +28,8 @@ class Connecting:
 
     def __init__(self, family: int, sockaddr: tuple[Any, ...], bound: float) -> None:
         self.bound = bound
-        self.sock = _socket.socket(family, _socket.SOCK_STREAM)
-        try:
-            self.sock.setblocking(False)
-            # 0 (connected), EINPROGRESS (poll for it), or the reason at once (no route, ...).
+        self.sock = _socket.socket(family, _socket.SOCK_STREAM | _socket.SOCK_NONBLOCK)
+        try:  # 0 (connected), EINPROGRESS (poll for it), or the reason at once (no route, ...)
             self.code = self.sock.connect_ex(sockaddr)
         except OSError:
             self.sock.close()
@@ -65,14 +63,14 @@ class TcpCheck:
             family, _, _, _, sockaddr = _socket.getaddrinfo(
                 spec.host.encode(), spec.port, 0, _socket.SOCK_STREAM, 0, _socket.AI_NUMERICHOST
             )[0]
-            self.literal = (family, sockaddr)
+            # The address as bytes again: connect() then skips converting it on every attempt.
+            self.literal = (family, (str(sockaddr[0]).encode(), *sockaddr[1:]))
         except (OSError, UnicodeError):
             pass  # a name
 
-    def dial(self) -> Connecting | None:
-        """A connect for the runner's poll loop; None when the host is a name (use attempt())."""
-        if self.literal is None:
-            return None
+    def dial(self) -> Connecting:
+        """A connect for the runner's poll loop, for an IP address (`literal`); a name needs attempt()."""
+        assert self.literal is not None
         try:
             return Connecting(*self.literal, self.dial_timeout)
         except OSError as error:  # no socket at all, e.g. too many open files

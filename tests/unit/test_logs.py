@@ -58,6 +58,17 @@ def test_text_values_quoted_only_when_needed(value: str, shown: str) -> None:
     assert parse_line(line)["error"] == value
 
 
+@given(name=st.text(min_size=1), error=st.text())
+def test_the_failure_lines_shortcut_writes_what_the_general_path_writes(name: str, error: str) -> None:
+    target = TCP.replace(name=name)
+    stream = io.StringIO()
+    writer = LogWriter(stream, now=lambda: NOW)
+    writer(Failed(target, error, 1))
+    writer.write("WARN", f"{name} is not ready ✗", target, error=error)
+    shortcut, general = stream.getvalue().splitlines()
+    assert shortcut == general
+
+
 def test_error_on_every_failure_line_without_extra_fields() -> None:
     [line] = lines([Failed(TCP, "no answer within 1s", 3)])
     assert parse_line(line)["error"] == "no answer within 1s"

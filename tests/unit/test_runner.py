@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from itertools import pairwise
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portpatrol.checks import NotReady
@@ -232,6 +232,7 @@ def test_success_threshold_needs_consecutive_successes(threshold: int) -> None:
     assert len(events.of(Failed)) == script[:expected].count(False)
 
 
+@settings(deadline=None)  # failures in a row are coalesced: each may wait runner.COALESCE
 @given(st.lists(st.booleans(), min_size=1, max_size=12), st.integers(min_value=1, max_value=4))
 def test_success_threshold_property(prefix: list[bool], threshold: int) -> None:
     script = [*prefix, *([True] * threshold)]
@@ -288,10 +289,13 @@ def test_names_go_to_workers_beside_addresses_on_the_runners_thread() -> None:
     assert runner._pool is not None
 
 
-def test_connects_beyond_the_cap_go_to_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("portpatrol.runner.MAX_CONNECTING", 1)
-    with TcpListener() as up:
+def test_connects_beyond_the_cap_wait_for_a_free_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("portpatrol.runner.MAX_CONNECTING", 2)
+    with TcpListener() as up, TcpListener(start_after=0.2) as later:
+        pairs = [tcp(f"up{i}", "127.0.0.1", up.port) for i in range(3)]
+        pairs += [tcp(f"later{i}", "127.0.0.1", later.port) for i in range(3)]
         events = Events()
-        runner = Runner([tcp(f"t{i}", "127.0.0.1", up.port) for i in range(5)], events.append)
+        runner = Runner(pairs, events.append)
         assert runner.run(5)
-    assert len(events.of(Ready)) == 5
+    assert len(events.of(Ready)) == 6
+    assert runner._pool is None

@@ -32,7 +32,11 @@ def old_json_string(text: str) -> str:
 
 def old_duration(text: str) -> float | str:
     """parse_duration as it was, with ASCII digits (`\\d` took any Unicode digit: see below)."""
-    if len(text) > 64 or not OLD_DURATION.fullmatch(text) or not text.isascii():
+    if (
+        len(text) > 64
+        or not OLD_DURATION.fullmatch(text)
+        or any(c.isdigit() and not c.isascii() for c in text)
+    ):
         return "not a duration"
     ns = sum(float(number) * values._NS[unit] for number, unit in re.findall(OLD_PIECE, text))
     return "greater than 0" if ns < 1 else "at most 8760h" if ns / 1e9 > 8760 * 3600 else ns / 1e9
