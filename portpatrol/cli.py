@@ -163,9 +163,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             )
         if command is not None and not command[0]:  # execve refuses it, after the whole wait
             raise ConfigError([Problem("arguments", "the COMMAND after -- is empty (e.g. -- python app.py)")])
-        plan, settings = _compile(args, environ)
+        plan, settings = _compile(args, environ, validate=validate)
         if validate:
-            return _validate(plan, args.config or environ.get("PORTPATROL_CONFIG"))
+            return _validate(plan)
         status = _wait(plan, settings, args)
     except ConfigError as error:
         for problem in error.problems:
@@ -188,9 +188,11 @@ def _schema(rest: list[str]) -> int:
     return EXIT_READY
 
 
-def _compile(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[Plan, LogSettings]:
-    """The plan from every source, and the log settings.
-    Every problem of every source is reported at once."""
+def _compile(
+    args: argparse.Namespace, environ: Mapping[str, str], *, validate: bool = False
+) -> tuple[Plan, LogSettings]:
+    """The plan from every source, and the log settings. Every problem of every source is
+    reported at once. `validate` also checks a config file by the published schema itself."""
     from portpatrol import sources
     from portpatrol.sources import env
     from portpatrol.sources.values import parse_duration, quote
@@ -226,7 +228,7 @@ def _compile(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[Plan
         from portpatrol.sources import file
 
         try:
-            loaded = file.load(config, environ)
+            loaded = file.load(config, environ, check_schema=validate)
             targets += loaded.targets
             timeout = timeout or loaded.timeout
         except ConfigError as error:
@@ -250,18 +252,12 @@ def _compile(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[Plan
     return Plan(tuple(sources.distinct_names(targets)), timeout), settings
 
 
-def _validate(plan: Plan, config: str | None) -> int:
-    """The resolved plan as a table on standard output; nothing touches the network.
-    A config file is also checked by the published schema itself."""
+def _validate(plan: Plan) -> int:
+    """The resolved plan as a table on standard output; nothing touches the network."""
     from portpatrol.logs import scrub
     from portpatrol.model import HttpSpec, IcmpSpec
-    from portpatrol.sources.values import format_duration
+    from portpatrol.sources.values import format_duration, printable
 
-    if config:
-        from portpatrol.sources.file import schema_problems
-
-        if problems := schema_problems(config):
-            raise ConfigError(problems)
     rows: list[list[str]] = [["NAME", "TYPE", "ADDRESS", "INTERVAL", "DIAL_TIMEOUT", "DETAILS"]]
     for target in plan.targets:
         spec, timing = target.spec, target.timing
@@ -279,7 +275,7 @@ def _validate(plan: Plan, config: str | None) -> int:
             details.append(f"{timing.success_threshold} successes")
         row = [target.name, target.kind.value, target.address, format_duration(timing.interval)]
         row += [format_duration(timing.dial_timeout), ", ".join(details)]
-        rows.append([scrub(cell, target.secrets) for cell in row])
+        rows.append([printable(scrub(cell, target.secrets)) for cell in row])  # a name may hold \n or ESC
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     deadline = "no deadline" if plan.timeout is None else f"deadline {format_duration(plan.timeout)}"
     count = len(plan.targets)
@@ -349,7 +345,9 @@ def _report(path: str, runner: Runner, status: int) -> None:
             json.dump(summary, out, indent=2, ensure_ascii=False)
             out.write("\n")
     except OSError as error:
-        print(f"portpatrol: --report {path}: cannot write: {error.strerror}", file=sys.stderr)
+        from portpatrol.sources.values import printable
+
+        print(f"portpatrol: --report {printable(path)}: cannot write: {error.strerror}", file=sys.stderr)
 
 
 def _exec(command: list[str], environ: Mapping[str, str]) -> int:
@@ -360,11 +358,13 @@ def _exec(command: list[str], environ: Mapping[str, str]) -> int:
         _signal.signal(ignored, _signal.SIG_DFL)
     try:
         os.execvpe(command[0], command, dict(environ))  # noqa: S606 (the user's own command, as given)
-    except FileNotFoundError:
-        print(f"portpatrol: {command[0]}: command not found", file=sys.stderr)
-        return EXIT_NOT_FOUND
     except OSError as error:
-        print(f"portpatrol: {command[0]}: cannot execute: {error.strerror}", file=sys.stderr)
+        from portpatrol.sources.values import printable
+
+        if isinstance(error, FileNotFoundError):
+            print(f"portpatrol: {printable(command[0])}: command not found", file=sys.stderr)
+            return EXIT_NOT_FOUND
+        print(f"portpatrol: {printable(command[0])}: cannot execute: {error.strerror}", file=sys.stderr)
         return EXIT_CANNOT_EXECUTE
 
 

@@ -31,6 +31,7 @@ from portpatrol.sources.values import (
     parse_method,
     parse_status_codes,
     parse_threshold,
+    printable,
     quote,
 )
 
@@ -62,23 +63,30 @@ def _schema() -> dict[str, Any]:
     return schema
 
 
-def load(path: str, environ: Mapping[str, str]) -> Plan:
-    """The plan a config file describes. Raises ConfigError listing every problem."""
+def load(path: str, environ: Mapping[str, str], *, check_schema: bool = False) -> Plan:
+    """The plan a config file describes. Raises ConfigError listing every problem.
+    `check_schema` adds the published schema's own verdict (see schema_problems)."""
+    where = printable(path)  # a path may hold any byte but NUL: none of them may break the line
     try:
         with open(path, "rb") as file:
             data = file.read(_MAX_BYTES + 1)
     except OSError as error:
-        raise ConfigError([Problem(path, f"cannot read: {error.strerror or error}")]) from None
+        raise ConfigError([Problem(where, f"cannot read: {error.strerror or error}")]) from None
     if len(data) > _MAX_BYTES:
-        raise ConfigError([Problem(path, f"larger than {_MAX_BYTES // 2**20} MiB: not a config file")])
-    return loads(data, path, environ)
+        raise ConfigError([Problem(where, f"larger than {_MAX_BYTES // 2**20} MiB: not a config file")])
+    return loads(data, where, environ, check_schema=check_schema)
 
 
-def loads(data: bytes | str, where: str, environ: Mapping[str, str]) -> Plan:
+def loads(data: bytes | str, where: str, environ: Mapping[str, str], *, check_schema: bool = False) -> Plan:
     """The plan in a config document; `where` names it in messages."""
     reader = _Reader(where)
     root = reader.read(data)
-    return _Compiler(where, root, environ, reader.problems).plan()
+    plan = _Compiler(where, root, environ, reader.problems).plan()
+    # The document already read: a second read of the path would find a pipe (`--config <(...)`,
+    # /dev/stdin) empty, or a file changed in between.
+    if check_schema and (problems := _schema_verdict(root, where)):
+        raise ConfigError(problems)
+    return plan
 
 
 def schema_problems(path: str) -> list[Problem]:
@@ -86,14 +94,18 @@ def schema_problems(path: str) -> list[Problem]:
     validate` adds it to the loader's one-pass checks, which the tests prove accept nothing the
     schema rejects; the wait itself skips it (a second pass costs about 1 s per 10,000 targets).
     Messages name the rule, never the value, which may be a secret."""
+    where = printable(path)
+    return _schema_verdict(_Reader(where).read(Path(path).read_bytes()), where)
+
+
+def _schema_verdict(root: Any, where: str) -> list[Problem]:
     from jsonschema import Draft202012Validator
 
-    reader = _Reader(path)
-    root = reader.read(Path(path).read_bytes())
     errors = Draft202012Validator(_schema()).iter_errors(root)
     return [
         Problem(
-            path, f"{_json_path(tuple(error.absolute_path))}: rejected by the schema's {error.validator} rule"
+            where,
+            f"{_json_path(tuple(error.absolute_path))}: rejected by the schema's {error.validator} rule",
         )
         for error in errors
     ]
@@ -343,10 +355,10 @@ def _json_path(path: JsonPath) -> str:
     for step in path:
         if isinstance(step, int):
             text += f"[{step}]"
-        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", step):
+        elif len(step) <= 80 and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", step):
             text += f".{step}"
-        else:
-            text += f"[{json.dumps(step, ensure_ascii=False)}]"
+        else:  # escaped as every quoted value (json.dumps leaves NEL and U+2028 raw), and cut
+            text += f"[{quote(step)}]"
     return text
 
 

@@ -490,7 +490,11 @@ def test_very_deep_nesting_is_refused_quickly(content: str, tmp_path: Path) -> N
 
 
 def run_real(
-    env: Mapping[bytes, bytes], args: Sequence[str | bytes] = (), limit_mib: int = 0, timeout: float = 30
+    env: Mapping[bytes, bytes],
+    args: Sequence[str | bytes] = (),
+    limit_mib: int = 0,
+    timeout: float = 30,
+    expect: Sequence[int] = (0, 2, 124),
 ) -> tuple[int, str]:
     """The installed command with a bytes environment (as a real process may get), returning
     (status, stderr). `limit_mib` caps its address space."""
@@ -501,7 +505,7 @@ def run_real(
         argv, env={b"PATH": b"/usr/bin:/bin", **env}, capture_output=True, timeout=timeout, check=False
     )
     stderr = done.stderr.decode("utf-8", "replace")
-    assert done.returncode in (0, 2, 124), (done.returncode, stderr)
+    assert done.returncode in expect, (done.returncode, stderr)
     assert "Traceback" not in stderr, stderr
     assert_lines(stderr)
     return done.returncode, stderr
@@ -641,3 +645,102 @@ def test_an_empty_command_is_refused_before_the_wait(tcp_listener: TcpListener) 
     assert code == 2, stderr
     assert stderr == "portpatrol: arguments: the COMMAND after -- is empty (e.g. -- python app.py)\n"
     assert tcp_listener.accepted == 0
+
+
+# --------------------------------------------------------------------------- what breaks a line
+
+# Characters that end a line or drive a terminal for someone: C0, DEL, C1 (NEL among them), U+2028/9.
+LINE_BREAKERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+BREAKERS = ["\n", "\r", "\x1b[2J", "\x85", "\u2028", "\x7f", "\x0c"]
+
+
+def one_line_each(stderr: str, count: int) -> None:
+    lines = stderr.split("\n")
+    assert lines.pop() == "", stderr
+    assert len(lines) == count, stderr
+    for line in lines:
+        assert line.startswith("portpatrol: "), stderr
+        assert not LINE_BREAKERS.search(line), line
+
+
+@pytest.mark.parametrize("breaker", BREAKERS)
+def test_a_config_path_never_breaks_the_line(breaker: str, tmp_path: Path) -> None:
+    """The path was printed raw: `--config $'x\\ny'` gave a line that did not start with portpatrol:."""
+    missing = str(tmp_path / f"no{breaker}such.yaml")
+    code, _, stderr = run_main(["validate", "--config", missing], {})
+    assert code == 2
+    one_line_each(stderr, 1)
+    assert "cannot read: No such file or directory" in stderr
+    existing = tmp_path / f"pp{breaker}.yaml"
+    existing.write_text("targets: [{address: 127.0.0.1:1, intervall: 2s}]\n")
+    code, _, stderr = run_main(["validate"], {"PORTPATROL_CONFIG": str(existing)})
+    assert code == 2
+    one_line_each(stderr, 1)
+    assert "unknown key (did you mean interval?)" in stderr
+
+
+@pytest.mark.parametrize("breaker", BREAKERS)
+def test_a_key_never_breaks_the_line(breaker: str, tmp_path: Path) -> None:
+    """JSON paths quoted keys with json.dumps, which leaves NEL, DEL, C1 and U+2028 raw."""
+    code, _, stderr = run_config(
+        json.dumps({"targets": [{"address": "127.0.0.1:1", f"a{breaker}b": 1}]}).encode(), tmp_path
+    )
+    assert code == 2
+    one_line_each(stderr, 1)
+
+
+def test_a_huge_key_is_cut(tmp_path: Path) -> None:
+    # An explicit key (`? key`): an implicit one is limited to 1024 characters by YAML itself.
+    config = b"targets: [{address: 127.0.0.1:1}]\n? " + b"k" * 100_000 + b"\n: 1\n"
+    code, _, stderr = run_config(config, tmp_path)
+    assert code == 2
+    one_line_each(stderr, 1)
+    assert len(stderr) < 1_000, len(stderr)
+
+
+@pytest.mark.parametrize("breaker", BREAKERS)
+def test_validate_prints_names_with_every_line_breaker_escaped(breaker: str) -> None:
+    code, out, _ = run_main(
+        ["validate"], {"TARGET_ADDRESS": "127.0.0.1:1", "TARGET_NAME": f"db{breaker}x", "X": "1"}
+    )
+    assert code == 0
+    lines = out.split("\n")
+    assert lines.pop() == ""
+    assert len(lines) == 3, out  # the summary, the heading and one target
+    assert not any(LINE_BREAKERS.search(line) for line in lines), out
+
+
+@pytest.mark.parametrize("breaker", BREAKERS)
+def test_an_unwritable_report_path_is_one_line(breaker: str, tmp_path: Path) -> None:
+    report = str(tmp_path / f"no{breaker}dir" / "report.json")
+    code, _, stderr = run_main(["127.0.0.1:1", "--report", report, "--dial-timeout", "20ms"], {})
+    assert code == 124
+    problems = [line for line in stderr.split("\n") if line.startswith("portpatrol: ")]
+    assert len(problems) == 1, stderr
+    assert problems[0].endswith(": cannot write: No such file or directory")
+    assert_lines(stderr)
+    assert not LINE_BREAKERS.search(problems[0])
+
+
+def test_a_command_not_found_is_one_line(tcp_listener: TcpListener) -> None:
+    code, stderr = run_real({}, [tcp_listener.address, "--", "no\nsuch\x1b[2Jcommand"], expect=(127,))
+    assert code == 127
+    assert stderr.endswith("portpatrol: no\\nsuch\\u001b[2Jcommand: command not found\n"), stderr
+
+
+# --------------------------------------------------------------------------- validate reads once
+
+
+def test_validate_reads_a_piped_config_once() -> None:
+    """validate read the file again for the schema check: a pipe (`--config <(...)`, /dev/stdin)
+    was empty the second time, and a valid config was refused as `$: rejected by the schema's type
+    rule`."""
+    done = subprocess.run(
+        [str(PORTPATROL), "validate", "--config", "/dev/stdin"],
+        input=b"targets: [{address: 127.0.0.1:1}]\n",
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(b"1 target, no deadline\n"), done.stdout
