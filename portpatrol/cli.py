@@ -184,8 +184,21 @@ def _schema(rest: list[str]) -> int:
         raise ConfigError([Problem("arguments", "schema takes no arguments (usage: portpatrol schema)")])
     from portpatrol.sources.file import schema_text
 
-    sys.stdout.write(schema_text())
+    _print_out(schema_text())
     return EXIT_READY
+
+
+def _print_out(text: str) -> None:
+    """Writes validate's and schema's output. A full disk or a failing device is one line and
+    exit 2, not a traceback; a reader that left (`| head`) is run()'s business."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # else exit flushes it again
+        raise SetupError(f"standard output: cannot write: {error.strerror or error}") from None
 
 
 def _compile(
@@ -279,9 +292,10 @@ def _validate(plan: Plan) -> int:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     deadline = "no deadline" if plan.timeout is None else f"deadline {format_duration(plan.timeout)}"
     count = len(plan.targets)
-    print(f"{count} target{'s' if count != 1 else ''}, {deadline}")
+    lines = [f"{count} target{'s' if count != 1 else ''}, {deadline}"]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    _print_out("\n".join(lines) + "\n")
     return EXIT_READY
 
 
@@ -374,6 +388,9 @@ def run() -> NoReturn:
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise Interrupted(signum)
 
+    for name in ("stdout", "stderr"):  # started with >&- or 2>&-: write nowhere rather than crash
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115 (for the process)
     try:
         for signum in SIGNAL_NAMES:
             _signal.signal(signum, interrupt)

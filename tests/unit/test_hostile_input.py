@@ -744,3 +744,39 @@ def test_validate_reads_a_piped_config_once() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(b"1 target, no deadline\n"), done.stdout
+
+
+# --------------------------------------------------------------------------- where the output goes
+
+
+@pytest.mark.parametrize("argv", [["schema"], ["validate", "127.0.0.1:1"]], ids=["schema", "validate"])
+def test_a_full_disk_on_standard_output_is_one_line(argv: list[str]) -> None:
+    """`portpatrol validate > /dev/full` ended in an OSError traceback."""
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            [str(PORTPATROL), *argv], stdout=full, stderr=subprocess.PIPE, timeout=30, check=False
+        )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == b"portpatrol: standard output: cannot write: No space left on device\n"
+
+
+@pytest.mark.parametrize(
+    ("redirect", "argv", "status"),
+    [
+        (">&-", ["schema"], 0),
+        (">&-", ["validate", "127.0.0.1:1"], 0),
+        ("2>&-", ["--timeout", "200ms", "127.0.0.1:1"], 124),
+        ("2>&-", ["--bogus"], 2),
+        (">&- 2>&-", ["--timeout", "200ms", "127.0.0.1:1", "--", "true"], 124),
+    ],
+)
+def test_closed_standard_streams_are_no_crash(redirect: str, argv: list[str], status: int) -> None:
+    """Started with stdout or stderr closed, `schema` (AttributeError on None) and every wait
+    (sys.stderr.isatty() on None) crashed with exit 1."""
+    done = subprocess.run(
+        ["sh", "-c", f'exec "$0" "$@" {redirect}', str(PORTPATROL), *argv],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == status, done
