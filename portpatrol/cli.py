@@ -90,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
 
     class Parser(argparse.ArgumentParser):
         def error(self, message: str) -> NoReturn:
+            from portpatrol.sources.values import cut, printable
+
+            # argparse echoes an unknown option raw and an invalid value whole: escaped and cut,
+            # neither can break the line or flood it.
+            message = printable(cut(message, 200))
             raise ConfigError([Problem("arguments", f"{message} (see portpatrol --help)")])
 
     parser = Parser(
@@ -208,7 +213,7 @@ def _compile(
     reported at once. `validate` also checks a config file by the published schema itself."""
     from portpatrol import sources
     from portpatrol.sources import env
-    from portpatrol.sources.values import parse_duration, quote
+    from portpatrol.sources.values import cut, parse_duration, quote
 
     collector = sources.Collector()
 
@@ -222,7 +227,7 @@ def _compile(
         duration("--interval", args.interval) or 2.0, duration("--dial-timeout", args.dial_timeout) or 1.0
     )
     if not 1 <= args.workers <= 1024:
-        collector.add(f"--workers={args.workers}", "must be from 1 to 1024 (e.g. 48)")
+        collector.add(f"--workers={cut(str(args.workers), 20)}", "must be from 1 to 1024 (e.g. 48)")
     if not 0 <= args.jitter <= 1:
         collector.add(f"--jitter={args.jitter}", "must be from 0 (off) to 1 (e.g. 0.1)")
     problems = collector.problems
@@ -359,9 +364,10 @@ def _report(path: str, runner: Runner, status: int) -> None:
             json.dump(summary, out, indent=2, ensure_ascii=False)
             out.write("\n")
     except OSError as error:
-        from portpatrol.sources.values import printable
+        from portpatrol.sources.values import cut, printable
 
-        print(f"portpatrol: --report {printable(path)}: cannot write: {error.strerror}", file=sys.stderr)
+        shown = printable(cut(path, 200))
+        print(f"portpatrol: --report {shown}: cannot write: {error.strerror}", file=sys.stderr)
 
 
 def _exec(command: list[str], environ: Mapping[str, str]) -> int:
@@ -373,12 +379,13 @@ def _exec(command: list[str], environ: Mapping[str, str]) -> int:
     try:
         os.execvpe(command[0], command, dict(environ))  # noqa: S606 (the user's own command, as given)
     except OSError as error:
-        from portpatrol.sources.values import printable
+        from portpatrol.sources.values import cut, printable
 
+        shown = printable(cut(command[0], 200))
         if isinstance(error, FileNotFoundError):
-            print(f"portpatrol: {printable(command[0])}: command not found", file=sys.stderr)
+            print(f"portpatrol: {shown}: command not found", file=sys.stderr)
             return EXIT_NOT_FOUND
-        print(f"portpatrol: {printable(command[0])}: cannot execute: {error.strerror}", file=sys.stderr)
+        print(f"portpatrol: {shown}: cannot execute: {error.strerror}", file=sys.stderr)
         return EXIT_CANNOT_EXECUTE
 
 

@@ -24,6 +24,7 @@ from portpatrol.model import IcmpSpec, Kind, Plan, Spec, StatusCodes, Target, Ti
 from portpatrol.sources import Collector, http_spec, target
 from portpatrol.sources.values import (
     Address,
+    cut,
     mask_secrets,
     not_utf8,
     parse_address,
@@ -70,8 +71,8 @@ def load(path: str, environ: Mapping[str, str], *, check_schema: bool = False) -
     try:
         with open(path, "rb") as file:
             data = file.read(_MAX_BYTES + 1)
-    except OSError as error:
-        raise ConfigError([Problem(where, f"cannot read: {error.strerror or error}")]) from None
+    except OSError as error:  # cut: a path too long to open may be any length
+        raise ConfigError([Problem(cut(where, 200), f"cannot read: {error.strerror or error}")]) from None
     if len(data) > _MAX_BYTES:
         raise ConfigError([Problem(where, f"larger than {_MAX_BYTES // 2**20} MiB: not a config file")])
     return loads(data, where, environ, check_schema=check_schema)
