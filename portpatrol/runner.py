@@ -8,14 +8,15 @@ report back through a pipe that the same poll() watches. So a thousand targets n
 threads, and an attempt that hangs (within its bound) delays no other target as long as fewer
 attempts hang than there are workers. Events are emitted from this thread only. A signal handler
 that raises in this thread ends the wait at once: workers are daemons, connects are abandoned.
-Nothing here imports `threading` or `socket` unless workers are needed: start-up time."""
+Only C modules of the standard library here (`_thread`, `_queue`, `select`, `_heapq`): `threading`,
+`queue` and `socket` cost milliseconds of every pod's start-up (docs/performance.md)."""
 
 from __future__ import annotations
 
-import heapq
 import os
 import select
 import time
+from _heapq import heappop, heappush
 
 from portpatrol.checks import NotReady, timed_out
 from portpatrol.checks.tcp import TcpCheck
@@ -24,7 +25,6 @@ from portpatrol.model import Record, Target, _set
 TYPE_CHECKING = False  # typing costs ~2 ms to import; its names are only needed by mypy here
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from queue import SimpleQueue
 
     from portpatrol.checks import Check
     from portpatrol.checks.tcp import Connecting
@@ -186,7 +186,7 @@ class Runner:
                 for index in starting:
                     self._begin(index, now)
             while due and due[0][0] <= now:
-                self._begin(heapq.heappop(due)[1], now)
+                self._begin(heappop(due)[1], now)
             self._expire(now)
             outcomes, self._outcomes = self._outcomes, []
             failed = False
@@ -207,7 +207,7 @@ class Runner:
                     item.last_error = error
                     self.emit(Failed(item.target, error, item.attempts))
                 wait = pause(timing.interval, self.jitter, item.stretch)
-                heapq.heappush(due, (finished + wait, index))
+                heappush(due, (finished + wait, index))
             if not pending:
                 break
             if deadline is not None and now >= deadline:
@@ -248,7 +248,7 @@ class Runner:
                 return
             self._serial += 1
             self._connecting[connecting.fd] = (index, self._serial, connecting)
-            heapq.heappush(self._bounds, (now + check.dial_timeout, self._serial, connecting.fd))
+            heappush(self._bounds, (now + check.dial_timeout, self._serial, connecting.fd))
             self._poll.register(connecting.fd, select.POLLOUT)
             return
         if self._pool is None:
@@ -258,7 +258,7 @@ class Runner:
     def _expire(self, now: float) -> None:
         """Connects still in flight when their bound passes have failed."""
         while self._bounds and self._bounds[0][0] <= now:
-            _, serial, fd = heapq.heappop(self._bounds)
+            _, serial, fd = heappop(self._bounds)
             entry = self._connecting.get(fd)
             if entry is None or entry[1] != serial:
                 continue  # it ended before its bound (and the fd may be another connect's now)
@@ -295,15 +295,15 @@ class _Pool:
     to it after that, whose number could by then belong to another file."""
 
     def __init__(self, checks: list[Check], size: int, clock: Callable[[], float], poll: select.poll) -> None:
+        import _queue
         import _thread
-        import queue
 
         self.checks = checks
         self.clock = clock
         self.size = size
-        self.jobs: SimpleQueue[int] = queue.SimpleQueue()
-        self._results: SimpleQueue[tuple[int, str | None, float]] = queue.SimpleQueue()
-        self._empty = queue.Empty
+        self.jobs: _queue.SimpleQueue[int] = _queue.SimpleQueue()
+        self._results: _queue.SimpleQueue[tuple[int, str | None, float]] = _queue.SimpleQueue()
+        self._empty = _queue.Empty
         self._read, self._write = os.pipe()
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)

@@ -63,7 +63,7 @@ class _Backend(httpcore.NetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         try:
-            sock = net.connect(host, port, self.deadline, self.bound)
+            sock = net.connect(host, port, self.deadline, self.bound, socket.socket)
         except NotReady as error:
             # Through a proxy every connection goes to the proxy: say so, or "connection refused"
             # would read as the target's answer. Host and port only, never the proxy's credentials.

@@ -3,54 +3,71 @@
 getaddrinfo() cannot be interrupted and may block far longer than an attempt's bound when no
 resolver answers, so lookups run in a helper thread that the attempt stops waiting for at its
 deadline. A lookup still running is shared by the next attempt instead of starting another,
-and at most LOOKUP_THREADS run at once, so a dead resolver cannot multiply threads."""
+and at most LOOKUP_THREADS run at once, so a dead resolver cannot multiply threads.
+Only C modules here (`_socket`, `_thread`, `_queue`): `socket` and `threading` cost ~6 ms of the
+start-up of a wait for `db:5432` (docs/performance.md)."""
 
 from __future__ import annotations
 
-import socket
-import threading
+import _queue
+import _socket
+import _thread
 import time
-from collections.abc import Sequence
 
 # The wording of reasons is shared by every check; other checks reach it as net.reason etc. too.
 from portpatrol.checks import NotReady, lower_first, reason, timed_out
 
 TYPE_CHECKING = False  # typing costs ~2 ms to import; its names are only needed by mypy here
 if TYPE_CHECKING:
-    from typing import Any
+    from collections.abc import Callable, Sequence
+    from typing import Any, TypeVar
 
-    AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[Any, ...]]
+    AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]
+    Socket = TypeVar("Socket", bound=_socket.socket)
 
 
 class _Lookup:
     def __init__(self, host: str) -> None:
         self.host = host
-        self.done = threading.Event()
+        self._done = _thread.allocate_lock()  # held until the lookup has ended
+        self._done.acquire()
         self.result: Sequence[AddrInfo] = []
         self.error: str | None = None
 
     def run(self) -> None:
         try:
-            self.result = socket.getaddrinfo(self.host, None, type=socket.SOCK_STREAM)
+            # An ASCII name as bytes: a str goes through the idna codec, whose first use imports
+            # unicodedata, stringprep and re (~6 ms of start-up) to change nothing in it.
+            host = self.host.encode() if self.host.isascii() else self.host
+            self.result = _socket.getaddrinfo(host, None, 0, _socket.SOCK_STREAM)
         except (OSError, UnicodeError) as error:
             self.error = _gai_reason(error)
         finally:
             with _lock:
                 _running.pop(self.host, None)
-            _threads.release()
-            self.done.set()
+            _slots.put(None)
+            self._done.release()
+
+    def wait(self, seconds: float) -> bool:
+        """Whether the lookup ended within `seconds`; any number of attempts may wait."""
+        if not self._done.acquire(timeout=max(0.0, seconds)):
+            return False
+        self._done.release()
+        return True
 
 
 # Lookup threads are few, so a dead resolver cannot multiply threads: with the runner's workers
-# and the main thread, a default run never has more than 64.
+# and the main thread, a default run never has more than 64. A queue of tokens is the semaphore.
 LOOKUP_THREADS = 15
-_threads = threading.BoundedSemaphore(LOOKUP_THREADS)
-_lock = threading.Lock()
+_slots: _queue.SimpleQueue[None] = _queue.SimpleQueue()
+for _ in range(LOOKUP_THREADS):
+    _slots.put(None)
+_lock = _thread.allocate_lock()
 _running: dict[str, _Lookup] = {}
 
 
 def _gai_reason(error: Exception) -> str:
-    if isinstance(error, socket.gaierror) and error.errno in (socket.EAI_NONAME, socket.EAI_NODATA):
+    if isinstance(error, _socket.gaierror) and error.errno in (_socket.EAI_NONAME, _socket.EAI_NODATA):
         return "no such host"
     if isinstance(error, OSError) and error.strerror:
         return lower_first(error.strerror)
@@ -63,31 +80,36 @@ def resolve(host: str, deadline: float) -> Sequence[AddrInfo]:
     # stringprep (~2 ms of start-up); an IP literal is ASCII and needs no codec.
     if host.isascii():
         try:
-            return socket.getaddrinfo(
-                host.encode(), None, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
-            )
-        except socket.gaierror:
+            return _socket.getaddrinfo(host.encode(), None, 0, _socket.SOCK_STREAM, 0, _socket.AI_NUMERICHOST)
+        except _socket.gaierror:
             pass
     lookup = _running.get(host)
     if lookup is None:
-        if not _threads.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            raise NotReady(f"lookup {host}: no answer in time ({LOOKUP_THREADS} other lookups still running)")
+        try:
+            _slots.get(timeout=max(0.0, deadline - time.monotonic()))
+        except _queue.Empty:
+            raise NotReady(
+                f"lookup {host}: no answer in time ({LOOKUP_THREADS} other lookups still running)"
+            ) from None
         with _lock:
             lookup = _running.get(host)
             if lookup is None:
                 lookup = _running[host] = _Lookup(host)
-                threading.Thread(target=lookup.run, name=f"lookup {host}", daemon=True).start()
+                _thread.start_new_thread(lookup.run, ())
             else:
-                _threads.release()
-    if not lookup.done.wait(max(0.0, deadline - time.monotonic())):
+                _slots.put(None)
+    if not lookup.wait(deadline - time.monotonic()):
         raise NotReady(f"lookup {host}: no answer in time")
     if lookup.error is not None:
         raise NotReady(f"lookup {host}: {lookup.error}")
     return lookup.result
 
 
-def connect(host: str, port: int, deadline: float, bound: float) -> socket.socket:
-    """A connected socket to the first address of `host` that accepts, within the deadline.
+def connect(
+    host: str, port: int, deadline: float, bound: float, make: Callable[[int, int, int], Socket]
+) -> Socket:
+    """A connected socket (made by `make`: `_socket.socket`, or `socket.socket` where a library
+    needs one) to the first address of `host` that accepts, within the deadline.
     `bound` is only for the message when time runs out."""
     reasons: dict[str, str] = {}
     for family, kind, proto, _, sockaddr in resolve(host, deadline):
@@ -95,7 +117,7 @@ def connect(host: str, port: int, deadline: float, bound: float) -> socket.socke
         if left <= 0:
             break
         peer = (sockaddr[0], port, *sockaddr[2:])
-        sock = socket.socket(family, kind, proto)
+        sock = make(family, kind, proto)
         try:
             sock.settimeout(left)
             sock.connect(peer)
@@ -111,5 +133,5 @@ def connect(host: str, port: int, deadline: float, bound: float) -> socket.socke
     raise NotReady("; ".join(f"{peer}: {why}" for peer, why in reasons.items()))
 
 
-def _show(family: socket.AddressFamily, ip: str, port: int) -> str:
-    return f"[{ip}]:{port}" if family == socket.AF_INET6 else f"{ip}:{port}"
+def _show(family: int, ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if family == _socket.AF_INET6 else f"{ip}:{port}"

@@ -172,7 +172,7 @@ class PlainHttpCheck:
 
     def _exchange(self, url: _Url, message: bytes, deadline: float) -> tuple[int, str | None]:
         bound = self.dial_timeout
-        sock = net.connect(url.host, url.port, deadline, bound)
+        sock = net.connect(url.host, url.port, deadline, bound, socket.socket)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             while message:

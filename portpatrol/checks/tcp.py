@@ -81,4 +81,4 @@ class TcpCheck:
         from portpatrol.checks import net
 
         deadline = time.monotonic() + self.dial_timeout
-        net.connect(self.spec.host, self.spec.port, deadline, self.dial_timeout).close()
+        net.connect(self.spec.host, self.spec.port, deadline, self.dial_timeout, _socket.socket).close()

@@ -373,7 +373,7 @@ def test_soak_judge_sees_growth() -> None:
     spec.loader.exec_module(soak)
     steady = [soak.Sample(float(t), 10, 20, 20_000) for t in range(20)]
     assert soak.judge(steady, 5, 64, 4096)[0].ok
-    leaking_fds = [soak.Sample(float(t), 10 + t * 4, 20, 20_000) for t in range(20)]
+    leaking_fds = [soak.Sample(float(t), 10 + t * 20, 20, 20_000) for t in range(20)]  # 20 a second
     leaking_threads = [soak.Sample(float(t), 10, 20 + t, 20_000) for t in range(20)]
     leaking_memory = [soak.Sample(float(t), 10, 20, 20_000 + t * 1_000) for t in range(20)]
     for samples in (leaking_fds, leaking_threads, leaking_memory):
