@@ -43,6 +43,12 @@ SCHEMA_FILE = Path(__file__).resolve().parent.parent / "portpatrol.schema.json"
 
 # `${NAME}`, `${NAME:-default}`, the escape `$${` (a literal `${`), or a malformed `${`.
 _REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
+# After the last `}` no `${` can close, and matching _REFERENCE there rescans the rest of the text
+# from every `${` (quadratic: 80 KB of `${a:-` took 8 s, a 1 MB value minutes). There, this.
+_UNCLOSED = re.compile(r"\$\$\{|\$\{")
+# Durations, methods and status codes are short: what the schema's patterns check in bounded time.
+_MAX_CHECKED = 1024
+_MAX_CHECKED_REFERENCES = 16
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Aliases may repeat parts of a document, but not blow it up (the "billion laughs" attack):
@@ -494,7 +500,8 @@ class _Compiler:
 
         def replace(match: re.Match[str]) -> str:
             nonlocal malformed
-            whole, name, default = match.group(0), match.group(1), match.group(2)
+            whole = match.group(0)
+            name, default = match.groups() if match.re is _REFERENCE else (None, None)
             if whole == "$${":
                 return "${"
             if name is None:
@@ -512,7 +519,8 @@ class _Compiler:
                 return whole
             return default  # written in the file, so no secret
 
-        value = _REFERENCE.sub(replace, text)
+        close = text.rfind("}") + 1  # see _UNCLOSED
+        value = _REFERENCE.sub(replace, text[:close]) + _UNCLOSED.sub(replace, text[close:])
         written = text if show else None
         if malformed:
             self.add(
@@ -543,6 +551,12 @@ class _Compiler:
         parser the env source uses, so the same key means the same thing everywhere."""
         text = self.string(path, value, expected=expected)
         if text is None:
+            return None
+        if len(text) > _MAX_CHECKED or text.count("${") > _MAX_CHECKED_REFERENCES:
+            # The schema's `.*\$\{...\}.*` takes time quadratic in the length and the number of `${`
+            # (a 100 KB duration of `${a:-` took 10 s), and no such value is ever meant.
+            limits = f"at most {_MAX_CHECKED} characters and {_MAX_CHECKED_REFERENCES} ${{...}} references"
+            self.add(path, f"far too long for {expected} ({limits})", value=text)
             return None
         if not pattern.search(text):
             try:

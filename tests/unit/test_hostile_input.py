@@ -780,3 +780,31 @@ def test_closed_standard_streams_are_no_crash(redirect: str, argv: list[str], st
         check=False,
     )
     assert done.returncode == status, done
+
+
+# --------------------------------------------------------------------------- time that grows with the input
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "address: 'http://127.0.0.1:1/{evil}'",
+        "address: 127.0.0.1:1\n    interval: '{evil}'",
+        "address: http://127.0.0.1:1/\n    http: {{method: '{evil}'}}",
+        "address: http://127.0.0.1:1/\n    http: {{expected_status_codes: '{evil}'}}",
+        "address: http://127.0.0.1:1/\n    http: {{headers: {{A: '{evil}'}}}}",
+        'address: 127.0.0.1:1\n    dial_timeout: "{evil}}}\\nx"',
+    ],
+    ids=["address", "interval", "method", "status-codes", "header", "newline-after-brace"],
+)
+def test_many_unclosed_references_are_refused_in_linear_time(where: str, tmp_path: Path) -> None:
+    """`${NAME:-` with no `}` after it: the interpolation regex, and the schema's `.*\\$\\{...\\}.*`,
+    rescanned the rest of the value from every one. 80 KB took 8 s; this 1 MB value, hours."""
+    config = tmp_path / "pp.yaml"
+    config.write_text("targets:\n  - " + where.format(evil="${a:-" * 200_000) + "\n")
+    started = time.monotonic()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        code, stderr = run_real({}, ["validate", "--config", str(config)], timeout=10)
+        assert code == 2, stderr
+        assert len(stderr) < 2_000, len(stderr)
+    assert time.monotonic() - started < 5
