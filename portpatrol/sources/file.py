@@ -49,6 +49,8 @@ _UNCLOSED = re.compile(r"\$\$\{|\$\{")
 # Durations, methods and status codes are short: what the schema's patterns check in bounded time.
 _MAX_CHECKED = 1024
 _MAX_CHECKED_REFERENCES = 16
+# Numbers in a config file are ports, counts and status codes: a few digits.
+_MAX_NUMBER = 100
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Aliases may repeat parts of a document, but not blow it up (the "billion laughs" attack):
@@ -320,9 +322,14 @@ class _Reader:
             return self._bad_tag(event, tag)
         node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
         try:
+            if len(event.value) > _MAX_NUMBER and tag in (_TAG + "int", _TAG + "float"):
+                # No value here needs it, and a huge 0b..., 0x... or 1:2:3... (base 60) made an int
+                # that every message then failed to print (ValueError: over 4300 digits), or took
+                # quadratic time to build.
+                raise ValueError(f"{quote(event.value, 20)} is far too long (e.g. 3)")
             value = yaml.constructor.SafeConstructor().construct_object(node)
         except (yaml.YAMLError, ValueError) as error:
-            self.problem(event.start_mark, f"not a valid {tag.removeprefix(_TAG)}: {error}")
+            self.problem(event.start_mark, f"not a valid {tag.removeprefix(_TAG)}: {cut(str(error), 200)}")
             return _SKIP
         if isinstance(value, float) and not math.isfinite(value):
             self.problem(event.start_mark, f"{event.value} is not a finite number, which JSON cannot hold")

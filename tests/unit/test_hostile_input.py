@@ -808,3 +808,27 @@ def test_many_unclosed_references_are_refused_in_linear_time(where: str, tmp_pat
         assert code == 2, stderr
         assert len(stderr) < 2_000, len(stderr)
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["0b" + "1" * 20_000, "0x" + "f" * 5_000, "0" + "7" * 8_000, ":".join(["59"] * 300_000), "9" * 5_000],
+    ids=["binary", "hex", "octal", "base-60", "decimal"],
+)
+@pytest.mark.parametrize("key", ["success_threshold", "interval", "http: {expected_status_codes", "timeout"])
+def test_huge_integers_are_one_line(number: str, key: str, tmp_path: Path) -> None:
+    """A YAML integer past 4300 decimal digits (0b..., 0x..., 0777... and base 60 have no parse limit)
+    crashed every message that printed it: ValueError (Exceeds the limit for integer string
+    conversion). Base 60 also took quadratic time to build."""
+    if key == "timeout":
+        document = f"timeout: {number}\ntargets: [{{address: 127.0.0.1:1}}]\n"
+    elif key.startswith("http"):
+        document = f"targets:\n  - address: http://127.0.0.1:1/\n    {key}: {number}}}\n"
+    else:
+        document = f"targets:\n  - address: 127.0.0.1:1\n    {key}: {number}\n"
+    started = time.monotonic()
+    code, _, stderr = run_config(document.encode(), tmp_path)
+    assert time.monotonic() - started < 5
+    assert code == 2
+    assert stderr.count("\n") == 1, stderr
+    assert "is far too long (e.g. 3)" in stderr
