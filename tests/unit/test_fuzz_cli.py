@@ -14,14 +14,16 @@ The bugs they found are regression-tested by name in test_hostile_input.py."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import re
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
 from portpatrol.cli import main
@@ -271,6 +273,8 @@ def validate(argv: list[str], environ: dict[str, str]) -> int:
                 raise
             return 0
     stdout, stderr = out.getvalue(), err.getvalue()
+    if currently_in_test_context():  # --hypothesis-show-statistics: how many get through
+        event(f"exit {code}")
     assert code in (0, 2), (code, stderr)
     if code == 2:
         assert stderr.endswith("\n"), stderr
@@ -308,6 +312,204 @@ def test_validate_any_config_document(document: object, environ: dict[str, str],
 @given(st.dictionaries(st.sampled_from(VARIABLES), variable_values, min_size=1, max_size=4))
 def test_a_valid_target_with_any_variables_beside_it(environ: dict[str, str]) -> None:
     validate(["127.0.0.1:1"], {"TARGET_ADDRESS": "http://127.0.0.1:1/", **environ})
+
+
+# --------------------------------------------------------------------------- one thing wrong
+
+# A valid document, from which each example changes exactly one thing: most near misses get past every
+# check but one, which is where a check that assumes the others passed would fail.
+VALID_ENV = {"PORT": "1", "TOKEN": "s3cret", "X": "x", "DUR": "1s", "HOST": "127.0.0.1"}
+valid_durations = st.sampled_from(["2s", "500ms", "1m30s", "${DUR}", "${UNSET:-1s}", "1.5s"])
+valid_http = st.fixed_dictionaries(
+    {},
+    optional={
+        "method": st.sampled_from(["GET", "HEAD", "POST", "${UNSET:-GET}"]),
+        "headers": st.sampled_from(
+            [
+                {"Authorization": "Bearer ${TOKEN}"},
+                [{"name": "A", "value": "b"}, {"name": "B", "value": "c"}],
+                {},
+            ]
+        ),
+        "allow_duplicate_headers": st.just(True),
+        "expected_status_codes": st.sampled_from([200, "200,301-302", "${UNSET:-204}", "100-599"]),
+        "skip_tls_verify": st.booleans(),
+    },
+)
+
+
+@st.composite
+def valid_targets(draw: st.DrawFn) -> dict[str, object]:
+    kind = draw(st.sampled_from(["tcp", "http", "icmp"]))
+    address = {
+        "tcp": st.sampled_from(["127.0.0.1:1", "tcp://[::1]:1", "${HOST}:${PORT}", "${UNSET:-127.0.0.1}:1"]),
+        "http": st.sampled_from(
+            ["http://127.0.0.1:1/x", "https://[::1]:1/", "http://u:${TOKEN}@127.0.0.1:1/?a=b"]
+        ),
+        "icmp": st.sampled_from(["icmp://127.0.0.1", "icmp://[::1]", "icmp://${HOST}"]),
+    }[kind]
+    target: dict[str, object] = {"address": draw(address)}
+    optional: dict[str, st.SearchStrategy[object]] = {
+        "name": st.sampled_from(["db", "orders API", "é", "${X}"]),
+        "interval": valid_durations,
+        "dial_timeout": valid_durations,
+        "success_threshold": st.sampled_from([1, 3, 1000, 3.0]),
+    }
+    if kind == "http":
+        optional["http"] = valid_http
+    if kind == "icmp":
+        optional["icmp"] = st.fixed_dictionaries({}, optional={"read_timeout": valid_durations})
+    for key, values in optional.items():
+        if draw(st.booleans()):
+            target[key] = draw(values)
+    return target
+
+
+valid_documents = st.fixed_dictionaries(
+    {"targets": st.lists(valid_targets(), min_size=1, max_size=3)},
+    optional={
+        "timeout": valid_durations,
+        "defaults": st.fixed_dictionaries(
+            {},
+            optional={
+                "interval": valid_durations,
+                "dial_timeout": valid_durations,
+                "success_threshold": st.sampled_from([1, 5]),
+            },
+        ),
+    },
+)
+
+
+def _places(value: object, path: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Every path to a value inside `value`, itself included."""
+    found = [path]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += _places(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _places(item, (*path, index))
+    return found
+
+
+@st.composite
+def one_thing_wrong(draw: st.DrawFn) -> object:
+    document = copy.deepcopy(draw(valid_documents))  # sampled values are shared objects
+    path = draw(st.sampled_from(_places(document)[1:]))
+    *parents, last = path
+    container: Any = document
+    for step in parents:
+        container = container[step]
+    how = draw(st.sampled_from(["value", "value", "key", "drop", "wrap"]))
+    if how == "key" and isinstance(container, dict):
+        container[draw(misspelt(str(last)))] = container.pop(last)
+    elif how == "drop":
+        del container[last]
+    elif how == "wrap":
+        container[last] = draw(st.sampled_from([[container[last]], {"value": container[last]}]))
+    else:
+        container[last] = draw(st.one_of(scalars, leaves, st.sampled_from(["${BAD}", "${UNSET}"])))
+    return document
+
+
+@FUZZ
+@given(valid_documents, st.sampled_from([True, False]))
+def test_valid_documents_validate(document: object, flow: bool) -> None:
+    """The generator's baseline: every unchanged document is valid."""
+    text = yaml.safe_dump(document, default_flow_style=flow, allow_unicode=not flow)
+    assert validate(["--config", config_file(text)], VALID_ENV) == 0
+
+
+@FUZZ
+@given(one_thing_wrong(), st.sampled_from([True, False]))
+def test_documents_with_one_thing_wrong(document: object, flow: bool) -> None:
+    text = yaml.safe_dump(document, default_flow_style=flow, allow_unicode=not flow)
+    validate(["--config", config_file(text)], {**VALID_ENV, "BAD": "\udcff"})
+
+
+VALID_VARIABLES = {
+    "TARGET_ADDRESS": "http://u:p@127.0.0.1:1/?token=t",
+    "TARGET_NAME": "api",
+    "TARGET_CHECK_TYPE": "http",
+    "CHECK_INTERVAL": "500ms",
+    "DIAL_TIMEOUT": "1s",
+    "SUCCESS_THRESHOLD": "2",
+    "LOG_EXTRA_FIELDS": "true",
+    "LOG_FORMAT": "json",
+    "HTTP_METHOD": "HEAD",
+    "HTTP_HEADERS": "Authorization=Bearer t,Accept=text/plain",
+    "HTTP_ALLOW_DUPLICATE_HEADERS": "false",
+    "HTTP_EXPECTED_STATUS_CODES": "200,301-302",
+    "HTTP_SKIP_TLS_VERIFY": "false",
+    "HTTP_PROXY": "http://proxy:p@127.0.0.1:3128",
+    "NO_PROXY": "localhost,.invalid",
+    "ICMP_READ_TIMEOUT": "1s",
+    "PORTPATROL_TIMEOUT": "1m",
+}
+
+
+def test_valid_variables_validate() -> None:
+    assert validate([], VALID_VARIABLES) == 0
+
+
+@FUZZ
+@given(st.sampled_from(sorted(VALID_VARIABLES)), variable_values)
+def test_variables_with_one_thing_wrong(name: str, value: str) -> None:
+    validate([], {**VALID_VARIABLES, name: value})
+
+
+# YAML's own forms for a value, written as text: tags, anchors, timestamps, YAML 1.1 booleans and
+# numbers (0b, 0x, base 60), escapes that make control characters or lone surrogates.
+RAW_VALUES = [
+    *("0b101", "0x1F", "017", "09", "1:30", "190:20:30", "1_000", ".inf", "-.inf", ".NaN", "~", "Null"),
+    *("yes", "No", "on", "OFF", "2001-12-14", "2001-12-14t21:59:43.10-05:00", "!!str 1", "!!int x"),
+    *("!!float 1", "!!bool yes", "!!null ''", "!!binary aGk=", "!!timestamp 2001-12-14", "!!map {}"),
+    *("!!seq []", "!!omap []", "!!set {}", "!custom x", "!<tag:yaml.org,2002:str> x", "!!python/none ''"),
+    *("&a 1", "*a", "*b", "<<", "=", "'quoted'", '"\\u0001"', '"\\x85"', '"\\N"', '"\\L"', '"\\e"', '"\\0"'),
+    *('"\\ud800"', "0b" + "1" * 300, "0x" + "f" * 99, "1" * 99, "1e308", "1.7976931348623157e309", "-0"),
+    *("{}", "[]", "[1, 2]", "{a: 1}", "'${X}'", '"${X:-1s}"', "2s", "500ms", "GET", "200,301-302", "3"),
+    *("127.0.0.1:1", "http://127.0.0.1:1/", "icmp://127.0.0.1", "${X}", "'127.0.0.1:${PORT}'", "é"),
+]
+RAW_KEYS = [
+    *("address", "name", "type", "interval", "dial_timeout", "success_threshold", "method", "headers"),
+    *("expected_status_codes", "allow_duplicate_headers", "skip_tls_verify", "read_timeout", "A", "<<"),
+    *("1", "'${X}'", "null", "true", "[a]", "? x"),
+]
+raw_values = st.sampled_from(RAW_VALUES)
+raw_keys = st.sampled_from(RAW_KEYS)
+raw_addresses = st.one_of(
+    raw_values, st.sampled_from(["127.0.0.1:1", "http://127.0.0.1:1/", "icmp://127.0.0.1"])
+)
+
+
+@st.composite
+def raw_documents(draw: st.DrawFn) -> str:
+    lines = [f"timeout: {draw(raw_values)}"] if draw(st.booleans()) else []
+    if draw(st.booleans()):
+        lines.append("defaults:")
+        keys = st.one_of(
+            st.sampled_from(["interval", "dial_timeout", "success_threshold", "intervall"]), raw_keys
+        )
+        lines += [f"  {key}: {draw(raw_values)}" for key in draw(st.lists(keys, max_size=3))]
+    lines.append("targets:")
+    for _ in range(draw(st.integers(0, 3))):
+        lines.append(f"  - address: {draw(raw_addresses)}")
+        for key in draw(st.lists(st.one_of(raw_keys, st.sampled_from(["http", "icmp"])), max_size=4)):
+            if key in ("http", "icmp"):
+                lines.append(f"    {key}:")
+                lines += [
+                    f"      {inner}: {draw(raw_values)}" for inner in draw(st.lists(raw_keys, max_size=3))
+                ]
+            else:
+                lines.append(f"    {key}: {draw(raw_values)}")
+    return "\n".join(lines) + "\n"
+
+
+@FUZZ
+@given(raw_documents(), st.sampled_from([VALID_ENV, {}, {"X": "\udcff", "PORT": "x"}]))
+def test_yaml_forms_of_values(text: str, environ: dict[str, str]) -> None:
+    validate(["--config", config_file(text)], environ)
 
 
 # --------------------------------------------------------------------------- named cases the fuzzing found
