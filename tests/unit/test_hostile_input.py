@@ -832,3 +832,47 @@ def test_huge_integers_are_one_line(number: str, key: str, tmp_path: Path) -> No
     assert code == 2
     assert stderr.count("\n") == 1, stderr
     assert "is far too long (e.g. 3)" in stderr
+
+
+# ----------------------------------------------------------------- the nastiest, as a user runs them
+
+
+@pytest.mark.parametrize(
+    ("env", "args"),
+    [
+        ({b"TARGET_ADDRESS": b"127.0.0.1:1", b"TARGET_NAME": b"\xff"}, ["--report", "/dev/null"]),
+        ({b"TARGET_ADDRESS": b"http://127.0.0.2:1/", b"HTTP_PROXY": b"http://\xff@127.0.0.1:1"}, []),
+        ({}, ["validate", "--bo\ngus\x1b[2J"]),
+        ({}, ["validate", "--workers", "9" * 4_000, "127.0.0.1:1"]),
+        ({}, ["validate", "--config", "/no/such\n\u2028dir/pp.yaml"]),
+        ({}, ["validate", "--config", "/proc/self/mem"]),
+        ({}, ["validate", "--config", "/dev/zero"]),
+        ({}, ["validate", "--config", "/tmp"]),
+        ({}, ["validate", "127.0.0.1:1", "--", "true"]),
+        ({}, ["127.0.0.1:1", "--", ""]),
+        ({b"PORTPATROL_CONFIG": b"/dev/null"}, ["validate"]),
+        ({b"TARGET_ADDRESS": b"127.0.0.1:1", b"CHECK_INTERVAL": b"9" * 100_000}, ["validate"]),
+    ],
+    ids=[
+        "undecodable-name-report",
+        "undecodable-proxy",
+        "unknown-option-with-controls",
+        "4000-digit-workers",
+        "config-path-with-line-breaks",
+        "unreadable-config",
+        "endless-config",
+        "directory-config",
+        "validate-with-command",
+        "empty-command",
+        "empty-config",
+        "huge-interval-variable",
+    ],
+)
+def test_the_nastiest_inputs_as_a_user_runs_them(env: dict[bytes, bytes], args: list[str]) -> None:
+    """The installed command, a strict UTF-8 locale and stdout: exit 2, one clean line per problem,
+    no traceback (run_real checks that every line is a problem line with no control character)."""
+    code, stderr = run_real({**STRICT_UTF8, **env}, args, limit_mib=1024)
+    assert code == 2, stderr
+    assert stderr.startswith("portpatrol: "), stderr
+    assert not LINE_BREAKERS.search(stderr.replace("\n", "")), stderr
+    assert len(stderr) < 5_000, len(stderr)
