@@ -20,13 +20,17 @@ import re
 import tempfile
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import yaml
 from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
+from portpatrol import checks, cli
 from portpatrol.cli import main
+from portpatrol.errors import SetupError
+from portpatrol.model import Plan
 
 # Characters that end a line or drive a terminal: C0, DEL, C1 (NEL among them), U+2028/9.
 BREAKERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -263,9 +267,27 @@ def config_file(text: str) -> str:
     return str(path)
 
 
+_print_plan = cli._validate
+
+
+def _build_then_print(plan: Plan) -> int:
+    """What validate accepts, the wait can start: every check builds (an HTTP_PROXY httpx.URL could
+    not parse crashed here, after validate had said yes). Building touches no network."""
+    for target in plan.targets:
+        try:
+            check = checks.build(target)
+        except SetupError:  # ICMP not permitted here: a clean exit 2 in a real run
+            continue
+        close = getattr(check, "close", None)
+        if close is not None:
+            close()
+    return _print_plan(plan)
+
+
 def validate(argv: list[str], environ: dict[str, str]) -> int:
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    patch = mock.patch.object(cli, "_validate", _build_then_print)
+    with patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = main(["validate", *argv], environ)
         except SystemExit as stop:  # --version: argparse's own exit
