@@ -197,7 +197,11 @@ def _print_out(text: str) -> None:
     """Writes validate's and schema's output. A full disk or a failing device is one line and
     exit 2, not a traceback; a reader that left (`| head`) is run()'s business."""
     try:
-        sys.stdout.write(text)
+        try:
+            sys.stdout.write(text)
+        except UnicodeEncodeError:  # a locale that cannot show every character (PYTHONIOENCODING=ascii)
+            encoding = sys.stdout.encoding or "ascii"
+            sys.stdout.write(text.encode(encoding, "backslashreplace").decode(encoding))
         sys.stdout.flush()
     except BrokenPipeError:
         raise

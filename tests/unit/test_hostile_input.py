@@ -876,3 +876,19 @@ def test_the_nastiest_inputs_as_a_user_runs_them(env: dict[bytes, bytes], args: 
     assert stderr.startswith("portpatrol: "), stderr
     assert not LINE_BREAKERS.search(stderr.replace("\n", "")), stderr
     assert len(stderr) < 5_000, len(stderr)
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_validate_prints_any_name_in_any_locale(encoding: str) -> None:
+    """A name the locale cannot encode (`café` under PYTHONIOENCODING=ascii) crashed validate with
+    UnicodeEncodeError: it is shown escaped instead, as stderr always did."""
+    done = subprocess.run(
+        [str(PORTPATROL), "validate", "café.invalid:1", "\u2603.invalid:1"],
+        env={"PATH": "/usr/bin:/bin", "PYTHONIOENCODING": encoding},
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == b""
+    assert b"\\u2603.invalid:1" in done.stdout
