@@ -222,11 +222,17 @@ def _compile(
     collector = sources.Collector()
 
     def duration(where: str, text: str | None) -> float | None:
+        """An option given empty is a mistake (`--timeout "$T"` with T unset must not wait forever);
+        an empty variable counts as unset, as every variable of the original."""
+        if text == "" and where.startswith("--"):
+            collector.add(f'{where}=""', f"is empty (e.g. {where} 30s)")
         return None if not text else collector.parse(f"{where}={quote(text)}", text, parse_duration)
 
-    timeout = duration("--timeout", args.timeout) or duration(
-        "PORTPATROL_TIMEOUT", environ.get("PORTPATROL_TIMEOUT")
+    timeouts = (
+        duration("--timeout", args.timeout),
+        duration("PORTPATROL_TIMEOUT", environ.get("PORTPATROL_TIMEOUT")),
     )
+    timeout = timeouts[0] or timeouts[1]
     timing = Timing(
         duration("--interval", args.interval) or 2.0, duration("--dial-timeout", args.dial_timeout) or 1.0
     )
@@ -241,6 +247,8 @@ def _compile(
     except ConfigError as error:
         problems += error.problems
     targets = []
+    if args.config == "":
+        collector.add('--config=""', "is empty (e.g. --config /etc/portpatrol/targets.yaml)")
     config = args.config or environ.get("PORTPATROL_CONFIG") or None
     try:
         targets += env.targets(environ)
