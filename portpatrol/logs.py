@@ -8,7 +8,7 @@ import time
 from portpatrol import __version__
 from portpatrol.model import Target
 from portpatrol.runner import AllReady, Event, Failed, GaveUp, Ready, Tick, Waiting
-from portpatrol.sources.values import format_duration, json_string
+from portpatrol.sources.values import format_duration, json_string, printable
 
 # Every pod's start-up imports this module (docs/performance.md): no re (~5 ms), json (~6 ms with
 # the re it imports), functools or collections.abc; str methods and plain dicts do their work.
@@ -199,7 +199,7 @@ class StatusLine:
         # Only as many names as fit: joining all of thousands on every event would be quadratic.
         shown, size = [], len(line)
         for name, why in self.reasons.items():
-            shown.append(f"{name} ({why})")
+            shown.append(f"{printable(name)} ({printable(why)})")
             size += len(shown[-1]) + 2
             if size >= self.width:
                 break
@@ -212,7 +212,8 @@ class StatusLine:
         """Every redraw is written at once."""
 
     def _print(self, text: str) -> None:
-        self._out("\r\x1b[2K" + (text + "\n" if text else ""))
+        """A line of its own; no character in it can break the line or drive the terminal."""
+        self._out("\r\x1b[2K" + (printable(text) + "\n" if text else ""))
 
     def _out(self, text: str) -> None:
         try:

@@ -237,3 +237,18 @@ def test_secrets_are_sorted_once_per_set() -> None:
     secrets = frozenset({"abc", "abcdef", "xy"})
     assert logs._longest_first(secrets) == ("abcdef", "abc", "xy")
     assert logs._longest_first(secrets) is logs._longest_first(frozenset({"xy", "abc", "abcdef"}))
+
+
+def test_the_status_line_cannot_be_driven_by_a_name_or_a_reason() -> None:
+    stream = io.StringIO()
+    line = logs.StatusLine(stream)
+    target = TCP.replace(name="db\x1b[2J\nfake ✓")
+    line(Waiting(target))
+    line(Failed(target, "refused\r\x1b[31m", 1))
+    line(Ready(target, 2, 1.0))
+    text = stream.getvalue()
+    # The status line's own control sequences only: erase-line after a carriage return.
+    assert text.replace("\r\x1b[2K", "").count("\x1b") == 0, text
+    assert "\x1b[2J" not in text
+    assert text.count("\n") == 1, text  # only the "is ready" line ends a line
+    assert "db\\u001b[2J\\nfake ✓" in text
