@@ -221,6 +221,9 @@ class HttpCheck:
             httpx.Auth() if any(name.lower() == "authorization" for name, _ in spec.headers) else None
         )
         self.hidden = _basic_credentials(spec.url) | _basic_credentials(spec.proxy or "")
+        # As bytes: httpx encodes str values as ASCII and fails on any other character, where Go's
+        # client (the original's) sends the value's UTF-8 bytes as written.
+        self.headers = [(name.encode(), value.encode()) for name, value in spec.headers]
 
     def _reason(self, error: httpx.HTTPError) -> str:
         """The library's words for a failure, without the peer's bytes or any credential."""
@@ -235,7 +238,7 @@ class HttpCheck:
         self.backend.start(self.dial_timeout, deadline)
         try:
             with self.client.stream(
-                self.spec.method, self.spec.url, headers=list(self.spec.headers), auth=self.auth
+                self.spec.method, self.spec.url, headers=self.headers, auth=self.auth
             ) as response:
                 status = response.status_code
         except httpx.TooManyRedirects:

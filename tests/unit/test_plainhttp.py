@@ -114,6 +114,13 @@ def test_same_request_as_httpx(ok: Recorder, kwargs: dict[str, object]) -> None:
     assert ok.heads[1] == ok.heads[0]
 
 
+def test_a_header_value_beyond_ascii_is_sent_as_utf8_as_go_does(ok: Recorder) -> None:
+    wanted = spec(f"http://127.0.0.1:{ok.port}/", headers=(("X-Name", "Zoë ✓"),))
+    assert not suits(wanted)  # the httpx check sends it
+    HttpCheck(wanted, 2.0).attempt()
+    assert "\r\nX-Name: Zoë ✓\r\n".encode() in ok.heads[0]
+
+
 def test_status_outside_the_set() -> None:
     recorder = Recorder(b"HTTP/1.0 503 Service Unavailable\r\n\r\n")
     check = PlainHttpCheck(spec(f"http://127.0.0.1:{recorder.port}/", expected=StatusCodes()), 2.0)
