@@ -247,6 +247,12 @@ def _compile(
     except ConfigError as error:
         problems += error.problems
     targets = []
+    if args.report is not None and not _writable(args.report):
+        # Found now, not after a wait of minutes that then cannot say how it went.
+        collector.add(
+            f"--report={quote(args.report)}",
+            "cannot be written: its folder must exist and be writable (e.g. --report /tmp/report.json)",
+        )
     if args.config == "":
         collector.add('--config=""', "is empty (e.g. --config /etc/portpatrol/targets.yaml)")
     config = args.config or environ.get("PORTPATROL_CONFIG") or None
@@ -346,6 +352,15 @@ def _wait(plan: Plan, settings: LogSettings, args: argparse.Namespace) -> int:
     if args.report:
         _report(args.report, runner, status)
     return status
+
+
+def _writable(path: str) -> bool:
+    if not path or os.path.isdir(path):
+        return False
+    if os.path.exists(path):
+        return os.access(path, os.W_OK)
+    folder = os.path.dirname(path) or "."
+    return os.path.isdir(folder) and os.access(folder, os.W_OK)
 
 
 def _report(path: str, runner: Runner, status: int) -> None:

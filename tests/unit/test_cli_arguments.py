@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from portpatrol.cli import _arguments, _parser, main
@@ -37,3 +39,12 @@ def test_an_empty_variable_counts_as_unset_and_both_timeouts_are_checked(
     capsys.readouterr()
     assert main(["validate", "db:5432", "--timeout", "5s"], {"PORTPATROL_TIMEOUT": "soon"}) == 2
     assert "PORTPATROL_TIMEOUT" in capsys.readouterr().err
+
+
+def test_a_report_that_cannot_be_written_is_refused_before_the_wait(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for report in (tmp_path / "missing" / "report.json", tmp_path, ""):
+        assert main(["validate", "db:5432", f"--report={report}"], {}) == 2
+        assert "cannot be written" in capsys.readouterr().err
+    assert main(["validate", "db:5432", f"--report={tmp_path / 'report.json'}"], {}) == 0

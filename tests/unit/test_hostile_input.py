@@ -714,10 +714,10 @@ def test_validate_prints_names_with_every_line_breaker_escaped(breaker: str) -> 
 def test_an_unwritable_report_path_is_one_line(breaker: str, tmp_path: Path) -> None:
     report = str(tmp_path / f"no{breaker}dir" / "report.json")
     code, _, stderr = run_main(["127.0.0.1:1", "--report", report, "--dial-timeout", "20ms"], {})
-    assert code == 124
+    assert code == 2  # refused before the wait
     problems = [line for line in stderr.split("\n") if line.startswith("portpatrol: ")]
     assert len(problems) == 1, stderr
-    assert problems[0].endswith(": cannot write: No such file or directory")
+    assert "cannot be written" in problems[0]
     assert_lines(stderr)
     assert not LINE_BREAKERS.search(problems[0])
 
