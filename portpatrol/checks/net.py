@@ -14,7 +14,7 @@ import _socket
 import _thread
 import time
 
-# The wording of reasons is shared by every check; other checks reach it as net.reason etc. too.
+# The wording of reasons is shared by every check (checks/__init__.py).
 from portpatrol.checks import NotReady, lower_first, reason, timed_out
 
 TYPE_CHECKING = False  # typing costs ~2 ms to import; its names are only needed by mypy here
