@@ -222,17 +222,21 @@ def _compile(
     collector = sources.Collector()
 
     def duration(where: str, text: str | None) -> float | None:
-        """An option given empty is a mistake (`--timeout "$T"` with T unset must not wait forever);
-        an empty variable counts as unset, as every variable of the original."""
-        if text == "" and where.startswith("--"):
-            collector.add(f'{where}=""', f"is empty (e.g. {where} 30s)")
         return None if not text else collector.parse(f"{where}={quote(text)}", text, parse_duration)
 
-    timeouts = (
-        duration("--timeout", args.timeout),
-        duration("PORTPATROL_TIMEOUT", environ.get("PORTPATROL_TIMEOUT")),
-    )
-    timeout = timeouts[0] or timeouts[1]
+    for option, value, example in (
+        ("--timeout", args.timeout, "30s"),
+        ("--interval", args.interval, "30s"),
+        ("--dial-timeout", args.dial_timeout, "30s"),
+        ("--config", args.config, "/etc/portpatrol/targets.yaml"),
+    ):
+        # An option given empty is a mistake (`--timeout "$T"` with T unset must not quietly wait
+        # forever); an empty variable counts as unset, as every variable of the original.
+        if value == "":
+            collector.add(f'{option}=""', f"is empty (e.g. {option} {example})")
+    option_timeout = duration("--timeout", args.timeout)
+    env_timeout = duration("PORTPATROL_TIMEOUT", environ.get("PORTPATROL_TIMEOUT"))
+    timeout = option_timeout or env_timeout  # both are checked, though the option wins
     timing = Timing(
         duration("--interval", args.interval) or 2.0, duration("--dial-timeout", args.dial_timeout) or 1.0
     )
@@ -240,6 +244,12 @@ def _compile(
         collector.add(f"--workers={cut(str(args.workers), 20)}", "must be from 1 to 1024 (e.g. 48)")
     if not 0 <= args.jitter <= 1:
         collector.add(f"--jitter={args.jitter}", "must be from 0 (off) to 1 (e.g. 0.1)")
+    if args.report is not None and not _writable(args.report):
+        # Found now, not after a wait of minutes that then cannot say how it went.
+        collector.add(
+            f"--report={quote(args.report)}",
+            "cannot be written: its folder must exist and be writable (e.g. --report /tmp/report.json)",
+        )
     problems = collector.problems
     settings = LogSettings()
     try:
@@ -247,14 +257,6 @@ def _compile(
     except ConfigError as error:
         problems += error.problems
     targets = []
-    if args.report is not None and not _writable(args.report):
-        # Found now, not after a wait of minutes that then cannot say how it went.
-        collector.add(
-            f"--report={quote(args.report)}",
-            "cannot be written: its folder must exist and be writable (e.g. --report /tmp/report.json)",
-        )
-    if args.config == "":
-        collector.add('--config=""', "is empty (e.g. --config /etc/portpatrol/targets.yaml)")
     config = args.config or environ.get("PORTPATROL_CONFIG") or None
     try:
         targets += env.targets(environ)

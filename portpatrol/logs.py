@@ -8,7 +8,7 @@ import time
 from portpatrol import __version__
 from portpatrol.model import Target
 from portpatrol.runner import AllReady, Event, Failed, GaveUp, Ready, Tick, Waiting
-from portpatrol.sources.values import format_duration, json_string, printable
+from portpatrol.sources.values import LINE_UNSAFE, format_duration, json_string, printable
 
 # Every pod's start-up imports this module (docs/performance.md): no re (~5 ms), json (~6 ms with
 # the re it imports), functools or collections.abc; str methods and plain dicts do their work.
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 MASK = "***"
 # A text value is quoted when it holds one of these or whitespace (Unicode's, as re's \s).
-_QUOTED = '="' + "".join(map(chr, (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)))
+_QUOTED = '="' + "".join(map(chr, LINE_UNSAFE))
 _SORTED: dict[frozenset[str], tuple[str, ...]] = {}
 
 
@@ -61,17 +61,16 @@ class LogWriter:
     def __call__(self, event: Event) -> None:
         """Formats the event; the line is written by the next flush()."""
         write = self._format
-        if type(event) is Failed and self._plain(event.target):  # most lines of a long wait
-            msg = f"{event.target.name} is not ready ✗"
-            self.pending.append(
-                f"time={self._time()} level=WARN msg={_text_value(msg)} error={_text_value(event.error)}"
-            )
-            return
         match event:
             case Waiting(target):
                 write("INFO", f"Waiting for {target.name} to become ready...", target)
             case Failed(target, error):
-                write("WARN", f"{target.name} is not ready ✗", target, error=error)
+                msg = f"{target.name} is not ready ✗"
+                if self._plain(target):  # most lines of a long wait: formatted directly
+                    line = f"time={self._time()} level=WARN msg={_text_value(msg)} error={_text_value(error)}"
+                    self.pending.append(line)
+                else:
+                    write("WARN", msg, target, error=error)
             case Ready(target):
                 write("INFO", f"{target.name} is ready ✓", target)
             case GaveUp(target, error, attempts):

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 # json.dumps(text, ensure_ascii=False)'s escapes, and more: JSON leaves DEL, the C1 controls (NEL
 # among them) and the Unicode line separators raw; some terminals and log collectors take those
 # as line breaks or commands, so they are escaped too.
-_ESCAPES = {c: f"\\u{c:04x}" for c in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
+LINE_UNSAFE = (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)  # code points escaped in any line
+_ESCAPES = {c: f"\\u{c:04x}" for c in LINE_UNSAFE}
 _ESCAPES |= {ord(c): "\\" + short for c, short in zip('"\\\b\f\n\r\t', '"\\bfnrt', strict=True)}
 # The same escapes without those of the quote and the backslash: for text shown unquoted (a path).
 _UNQUOTED_ESCAPES = {c: escape for c, escape in _ESCAPES.items() if c not in (ord('"'), ord("\\"))}
