@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-from tests.peers import PORTPATROL, Result, free_port, line_time, minimal_env, parse_line
+from tests.peers import PORTPATROL, Result, Serving, free_port, line_time, minimal_env, parse_line
 
 NOT_READY = "is not ready ✗"
 
@@ -257,20 +257,18 @@ class ScriptedHttp:
         self._server = _ScriptServer(("127.0.0.1", 0), _ScriptHandler)
         self._server.peer = self
         self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05})
-        self._thread.daemon = True
+        self._serving: Serving | None = None
 
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def __enter__(self) -> Self:
-        self._thread.start()
+        self._serving = Serving(self._server)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(2)
+        if self._serving is not None:
+            self._serving.stop()
 
 
 # A DNS server answering every query "no such name" (NXDOMAIN), started inside a namespace on

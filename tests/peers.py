@@ -26,6 +26,7 @@ import re
 import select
 import signal
 import socket
+import socketserver
 import ssl
 import subprocess
 import sys
@@ -237,6 +238,28 @@ class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
+class Serving:
+    """A socketserver answering in a daemon thread from now until stop() (or the end of a with block)."""
+
+    def __init__(self, server: socketserver.BaseServer) -> None:
+        self.server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(2)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 class HttpPeer:
     """A ThreadingHTTPServer in a thread; see the module docstring for the behaviours by path.
 
@@ -260,8 +283,7 @@ class HttpPeer:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self._start_after = start_after
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: Serving | None = None
         self._timer: threading.Timer | None = None
 
     @property
@@ -283,10 +305,7 @@ class HttpPeer:
         server.server_activate()
         server.peer = self
         server.tls = self.tls
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-        self._thread.daemon = True
-        self._thread.start()
+        self._serving = Serving(server)
 
     def __enter__(self) -> Self:
         if self._start_after > 0:
@@ -301,11 +320,8 @@ class HttpPeer:
         if self._timer is not None:
             self._timer.cancel()
         self.stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(2)
+        if self._serving is not None:
+            self._serving.stop()
 
 
 def tls_server_context(
@@ -431,22 +447,20 @@ class RecordingProxy:
         self._server = _ProxyServer((host, 0), _ProxyHandler)
         self._server.proxy = self
         self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05})
-        self._thread.daemon = True
+        self._serving: Serving | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def __enter__(self) -> Self:
-        self._thread.start()
+        self._serving = Serving(self._server)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(2)
+        if self._serving is not None:
+            self._serving.stop()
 
 
 # --------------------------------------------------------------------------- running portpatrol

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.peers import HttpPeer, RecordingProxy, Result, TcpListener, free_port, run_portpatrol
+from tests.peers import HttpPeer, RecordingProxy, Result, Serving, TcpListener, free_port, run_portpatrol
 
 MARK = "S3CRET"
 USERINFO = f"alice:{MARK}-userinfo"
@@ -267,11 +267,8 @@ class _ProxyAuthRequired(BaseHTTPRequestHandler):
 def refusing_proxy() -> Iterator[int]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ProxyAuthRequired)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield int(server.server_address[1])
-    server.shutdown()
-    server.server_close()
+    with Serving(server):
+        yield int(server.server_address[1])
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
@@ -317,17 +314,12 @@ class _Redirect(BaseHTTPRequestHandler):
 def test_redirect_to_a_url_with_credentials(json_log: dict[str, str], location: str) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Redirect)
     server.location = location.replace("{closed}", str(free_port()))  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with Serving(server):
         env = {
             "TARGET_ADDRESS": f"http://{USERINFO}@127.0.0.1:{server.server_address[1]}/",
             "HTTP_HEADERS": HEADERS,
         }
         result = run(env, log=json_log)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert result.code == 124, result.lines
     assert "is not ready" in result.stderr
     assert_no_secret(result)
