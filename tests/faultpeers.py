@@ -20,7 +20,16 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-from tests.peers import PORTPATROL, Result, Serving, free_port, line_time, minimal_env, parse_line
+from tests.peers import (
+    PORTPATROL,
+    Result,
+    Serving,
+    command_for_anyone,
+    free_port,
+    line_time,
+    minimal_env,
+    parse_line,
+)
 
 NOT_READY = "is not ready ✗"
 
@@ -61,10 +70,11 @@ def namespace_command(
     setpriv that drops privileges). unshare, sh and setpriv exec in place, so the pid of the process
     started is the pid of portpatrol itself, and signals reach it directly."""
     assignments = " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items())
+    command = command_for_anyone() if wrap else PORTPATROL  # a wrap runs it as another user
     prefix = " ".join(shlex.quote(word) for word in wrap)
     script = (
         f"set -e\nip link set lo up\n{setup}\n"
-        f"exec {prefix} env -i {assignments} {shlex.join([str(PORTPATROL), *args])}"
+        f"exec {prefix} env -i {assignments} {shlex.join([str(command), *args])}"
     )
     return ["unshare", "-n", *(["-m"] if mount else []), "sh", "-c", script]
 

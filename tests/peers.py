@@ -17,6 +17,7 @@ HTTP behaviours are chosen by the request path, so one server serves every test:
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import ipaddress
 import json
@@ -610,18 +611,73 @@ def in_netns(
 
 
 def unprivileged_can_run(uid: int = 65534) -> str | None:
-    """None when `uid` can run the installed command; else why not, saying how to fix it."""
-    probe = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", str(PORTPATROL), "--version"]
+    """None when `uid` can run command_for_anyone(); else why not, saying how to fix it."""
+    command = command_for_anyone(uid)
+    why = _cannot_run(command, uid)
+    if why is None:
+        return None
+    return (
+        f"uid {uid} cannot run {command} ({why}). Run the tests with an interpreter every user can "
+        "read, such as Debian's: /usr/bin/python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && "
+        ".venv/bin/pytest"
+    )
+
+
+def _cannot_run(command: Path, uid: int) -> str | None:
+    probe = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", str(command), "--version"]
     done = subprocess.run(probe, capture_output=True, timeout=30, check=False, env=minimal_env())
     if done.returncode == 0:
         return None
-    why = (done.stderr.decode(errors="replace").strip().splitlines() or [f"exit {done.returncode}"])[-1]
-    return (
-        f"uid {uid} cannot run {sys.executable} with portpatrol ({why}). "
-        "Run the tests from a virtual environment made with Debian's interpreter, readable by every user: "
-        "/usr/bin/python3 -m venv /tmp/ppvenv && /tmp/ppvenv/bin/pip install -e '.[test]' && "
-        "/tmp/ppvenv/bin/python -m pytest"
-    )
+    return (done.stderr.decode(errors="replace").strip().splitlines() or [f"exit {done.returncode}"])[-1]
+
+
+@functools.cache
+def command_for_anyone(uid: int = 65534) -> Path:
+    """The installed command when `uid` can run it. When it cannot reach it (a checkout under a
+    private directory, such as root's home or `mktemp -d`), a copy of portpatrol and of its runtime
+    dependencies in a virtual environment under a world-readable temporary directory, made once
+    per session, so the tests of other users and capabilities run wherever the checkout is."""
+    if _cannot_run(PORTPATROL, uid) is None:
+        return PORTPATROL
+    import atexit
+    import importlib.metadata
+    import shutil
+    import tempfile
+
+    import portpatrol
+
+    home = Path(tempfile.mkdtemp(prefix="portpatrol-anyone-"))
+    home.chmod(0o755)
+    atexit.register(shutil.rmtree, home, True)
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", "--without-pip", str(home)], check=True, timeout=120)
+    python = home / "bin" / "python3"
+    where = [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]
+    site = Path(subprocess.run(where, capture_output=True, text=True, check=True).stdout.strip())
+    package = Path(portpatrol.__file__).parent
+    shutil.copytree(package, site / "portpatrol", ignore=shutil.ignore_patterns("__pycache__"))
+    wanted, copied = ["portpatrol"], {"portpatrol"}
+    while wanted:  # the runtime requirements, and theirs (extras and absent ones left out)
+        for requirement in importlib.metadata.requires(wanted.pop()) or []:
+            name = re.split(r"[\s;<>=!~\[(]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+            if "extra ==" in requirement or name in copied:
+                continue
+            copied.add(name)
+            try:
+                dist = importlib.metadata.distribution(name)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+            wanted.append(name)
+            for file in dist.files or []:
+                source = Path(str(dist.locate_file(file)))
+                if not str(file).startswith("..") and source.is_file():
+                    (site / file).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(source, site / file)
+    script = (package / "__main__.py").read_text().split("\n", 1)[1]
+    command = home / "bin" / "portpatrol"
+    command.write_text(f"#!{python}\n{script}")
+    command.chmod(0o755)
+    return command
 
 
 # --------------------------------------------------------------------------- reading log lines

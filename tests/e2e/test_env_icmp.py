@@ -9,6 +9,7 @@ import pytest
 
 from tests.peers import (
     PORTPATROL,
+    command_for_anyone,
     in_netns,
     line_time,
     lines_until,
@@ -58,7 +59,7 @@ def test_raw_socket_as_root_when_ping_sockets_are_denied(address: str) -> None:
 @pytest.mark.usefixtures("nobody_can_run")
 @pytest.mark.parametrize("address", ["icmp://127.0.0.1", "icmp://[::1]"])
 def test_unprivileged_ping_socket(address: str) -> None:
-    command = in_netns([str(PORTPATROL)], sysctls=PING_ALLOWED, user=NOBODY)
+    command = in_netns([str(command_for_anyone(NOBODY))], sysctls=PING_ALLOWED, user=NOBODY)
     result = run_portpatrol({"TARGET_ADDRESS": address, "LOG_EXTRA_FIELDS": "true", **FAST}, command=command)
     assert result.code == 0, result.stderr
     ready = [parse_line(line) for line in result.lines if "is ready ✓" in line]
@@ -68,7 +69,7 @@ def test_unprivileged_ping_socket(address: str) -> None:
 
 @pytest.mark.usefixtures("nobody_can_run")
 def test_neither_socket_allowed_stops_at_once_naming_both_remedies() -> None:
-    command = in_netns([str(PORTPATROL)], sysctls=PING_DENIED, user=NOBODY)
+    command = in_netns([str(command_for_anyone(NOBODY))], sysctls=PING_DENIED, user=NOBODY)
     result = run_portpatrol({"TARGET_ADDRESS": "icmp://127.0.0.1", **FAST}, command=command, timeout=15)
     assert result.code == 2, result.stderr
     assert len(result.lines) == 1, result.stderr
