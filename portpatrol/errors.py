@@ -36,5 +36,9 @@ class ConfigError(PortpatrolError):
         super().__init__("\n".join(map(str, self.problems)))
 
 
+class NotReady(PortpatrolError):
+    """One attempt failed; the message says why, in a few words (the server's own, where it gave some)."""
+
+
 class SetupError(PortpatrolError):
     """The checks cannot run at all here (for example ICMP is not permitted)."""

@@ -6,15 +6,11 @@ from __future__ import annotations
 import errno
 import os
 
-from portpatrol.errors import PortpatrolError
+from portpatrol.errors import NotReady as NotReady  # re-exported: every check raises it
 from portpatrol.model import HttpSpec, IcmpSpec, Target
 from portpatrol.sources.values import format_duration
 
 TYPE_CHECKING = False
-
-
-class NotReady(PortpatrolError):
-    """One attempt failed; the message says why, in a few words."""
 
 
 def timed_out(bound: float) -> str:

@@ -1,0 +1,28 @@
+"""TLS client contexts: one place for the words every kind uses (ca_file, cert_file, key_file,
+skip_tls_verify), so HTTP, gRPC, postgres, redis and amqp trust and identify themselves alike."""
+
+from __future__ import annotations
+
+import ssl
+
+
+def context(
+    *,
+    verify: bool = True,
+    ca_file: str | None = None,
+    cert_file: str | None = None,
+    key_file: str | None = None,
+    alpn: tuple[str, ...] = (),
+) -> ssl.SSLContext:
+    """A client context. With `ca_file`, that bundle is trusted instead of the system store (as curl
+    --cacert). Raises ssl.SSLError or OSError when a file is missing, unreadable or does not match:
+    a source calls this once at start so that such a file is a configuration error, not a retry."""
+    ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if cert_file:
+        ctx.load_cert_chain(cert_file, key_file)
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    return ctx
