@@ -1,0 +1,284 @@
+"""PostgreSQL: ready when the server itself says it accepts clients (as pg_isready), or, with a
+user, when that user logs in and the optional query's first value is true.
+
+Speaks only the frontend/backend protocol 3.0 messages readiness needs: SSLRequest, StartupMessage,
+the authentication exchange (trust, cleartext, md5, SCRAM-SHA-256), one simple Query, Terminate.
+`converse` is the whole conversation over a Wire, so tests drive it over a socketpair."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from portpatrol import pgwire
+from portpatrol.errors import NotReady
+from portpatrol.wire import Wire, peer_text
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Mapping
+
+
+NAME = "postgres"
+SCHEMES = ("postgres", "postgresql")
+DEFAULT_PORT = 5432
+SSLMODES = ("disable", "prefer", "require", "verify-ca", "verify-full")
+_TEXT = {"type": "string", "minLength": 1}
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "PostgreSQL. Without user and password: ready when the server accepts clients "
+    "(as pg_isready). With them: ready when the login succeeds and the query, if any, is true.",
+    "properties": {
+        "user": {**_TEXT, "description": "Log in as this user (the address's user wins)."},
+        "password": {"type": "string", "description": "The user's password (the address's wins)."},
+        "database": {**_TEXT, "description": "The database to log in to (default: the user's name)."},
+        "query": {
+            **_TEXT,
+            "description": "Run after login; ready when the first value of the first row is not "
+            "NULL, false, 0 or empty. Needs a user.",
+        },
+        "sslmode": {"enum": list(SSLMODES), "description": "As libpq's sslmode; default prefer."},
+        "sslrootcert": {
+            **_TEXT,
+            "description": "CA file that verifies the server (or 'system' for the system store).",
+        },
+    },
+}
+ENV = {
+    "PGUSER": "user",
+    "PGPASSWORD": "password",
+    "PGDATABASE": "database",
+    "PGSSLMODE": "sslmode",
+    "PGSSLROOTCERT": "sslrootcert",
+    "POSTGRES_QUERY": "query",
+}
+SECRET_KEYS = frozenset({"password"})
+EXAMPLE = "postgres://app:secret@db:5432/app?sslmode=require"
+# Query parameters of a libpq URL that do not change what ready means here; accepted, unused, so a
+# DATABASE_URL of the application works as it is (dial_timeout bounds every attempt instead).
+IGNORED_PARAMETERS = frozenset({"application_name", "connect_timeout"})
+
+SSL_REQUEST = struct.pack("!ii", 8, 80877103)
+PROTOCOL_3_0 = 196608
+CANNOT_CONNECT_NOW = "57P03"  # starting up, shutting down, in recovery, hot standby off
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str
+    port: int
+    user: str | None = None  # None: no login, only the server's answer to a startup (as pg_isready)
+    password: str | None = field(default=None, repr=False)
+    database: str | None = None
+    query: str | None = None
+    sslmode: str = "prefer"
+    sslrootcert: str | None = None
+
+    @property
+    def login(self) -> bool:
+        return self.user is not None
+
+
+# --------------------------------------------------------------------------- the address
+
+
+def _decode(text: str, what: str) -> str:
+    """Percent-decoding as libpq does it: every % starts two hex digits, %00 is refused, '+' stays."""
+    if "%" not in text:
+        return text
+    raw = text.encode()
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        if raw[i] == ord("%"):
+            pair = raw[i + 1 : i + 3]
+            if len(pair) != 2 or not all(c in b"0123456789abcdefABCDEF" for c in pair):
+                raise ValueError(f"the {what} has a % not followed by two hex digits; write %25 for a %")
+            if pair == b"00":
+                raise ValueError(f"the {what} holds %00, which PostgreSQL does not allow")
+            out.append(int(pair, 16))
+            i += 3
+        else:
+            out.append(raw[i])
+            i += 1
+    try:
+        return out.decode()
+    except UnicodeDecodeError:
+        raise ValueError(f"the {what} is not UTF-8 once percent-decoded") from None
+
+
+def _split_host(hostport: str) -> tuple[str, int]:
+    if "," in hostport:
+        raise ValueError(f"one host per postgres address; write one target per host, e.g. {EXAMPLE}")
+    if hostport.startswith("["):
+        host, bracket, rest = hostport[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError("an IPv6 address is written in brackets, e.g. postgres://[::1]:5432/app")
+        port_text = rest[1:] if rest else ""
+    else:
+        host, _, port_text = hostport.partition(":")
+        host = _decode(host, "host")
+    if not host:
+        raise ValueError(f"the address needs a host (Unix sockets are not supported), e.g. {EXAMPLE}")
+    if not port_text:
+        return host, DEFAULT_PORT
+    if not (port_text.isascii() and port_text.isdigit() and 1 <= int(port_text) <= 65535):
+        raise ValueError(f"the port must be a number from 1 to 65535, e.g. {EXAMPLE}")
+    return host, int(port_text)
+
+
+def parse(address: str, block: Mapping[str, Any]) -> Settings:
+    """Address `[user[:password]@]host[:port][/dbname][?sslmode=...&sslrootcert=...]`; what the
+    address says wins over the block (which may come from PGUSER, PGPASSWORD... in the env)."""
+    scheme, sep, rest = address.partition("://")
+    if not sep or scheme.lower() not in SCHEMES:
+        raise ValueError(f"a postgres address starts with postgres:// or postgresql://, e.g. {EXAMPLE}")
+    rest, _, params = rest.partition("?")
+    rest, _, path = rest.partition("/")
+    # The last @ ends the user part, so a password with a raw @ still works (libpq takes the first).
+    userinfo, at, hostport = rest.rpartition("@")
+    host, port = _split_host(hostport)
+    given: dict[str, str] = {}
+    if at:
+        name, colon, secret = userinfo.partition(":")
+        if name:
+            given["user"] = _decode(name, "user")
+        if colon:
+            given["password"] = _decode(secret, "password")
+    if path:
+        given["database"] = _decode(path, "database name")
+    for pair in filter(None, params.split("&")):
+        key, equals, value = pair.partition("=")
+        key = _decode(key, "query parameter")
+        if not equals or key not in ("sslmode", "sslrootcert", *IGNORED_PARAMETERS):
+            raise ValueError(
+                f"unknown query parameter {peer_text(key, 40)!r}: the parameters are sslmode and "
+                f"sslrootcert, e.g. {EXAMPLE}"
+            )
+        if key not in IGNORED_PARAMETERS:
+            given[key] = _decode(value, f"{key} parameter")
+    # An empty value (PGPASSWORD= in an env file) means unset, as it does to libpq.
+    values = {key: str(value) for key, value in block.items() if value not in (None, "")} | given
+    sslmode = values.get("sslmode", "prefer")
+    if sslmode not in SSLMODES:
+        raise ValueError(f"sslmode is one of {', '.join(SSLMODES)}, e.g. {EXAMPLE}")
+    login = values.get("user")
+    password = values.get("password")
+    if login is None and password is not None:
+        login = "postgres"  # a password alone logs in as the superuser, as the postgres image's does
+    if values.get("query") and login is None:
+        raise ValueError(f"a query runs after a login: give a user, e.g. {EXAMPLE}")
+    return Settings(
+        host=host,
+        port=port,
+        user=login,
+        password=password,
+        database=values.get("database"),
+        query=values.get("query"),
+        sslmode=sslmode,
+        sslrootcert=values.get("sslrootcert"),
+    )
+
+
+def secrets(settings: Settings) -> frozenset[str]:
+    return frozenset({settings.password}) if settings.password else frozenset()
+
+
+def describe(settings: Settings) -> str:
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    words = [f"{host}:{settings.port}"]
+    if settings.login:
+        words += [f"database={settings.database or settings.user}", f"login=yes user={settings.user}"]
+    else:
+        words += [f"database={settings.database}"] if settings.database else []
+        words.append("login=no")
+    words.append(f"tls={settings.sslmode}")
+    if settings.sslrootcert:
+        words.append(f"sslrootcert={settings.sslrootcert}")
+    if settings.query:
+        words.append("query=yes")
+    return " ".join(words)
+
+
+# --------------------------------------------------------------------------- one attempt
+
+
+def attempt(settings: Settings, deadline: float, bound: float) -> None:
+    from portpatrol.checks.net import connect
+
+    tls = None if settings.sslmode == "disable" else _tls_context(settings.sslmode, settings.sslrootcert)
+    wire = Wire(connect(settings.host, settings.port, deadline, bound, socket.socket), deadline, bound)
+    try:
+        converse(wire, settings, tls)
+    finally:
+        wire.close()
+
+
+_contexts: dict[tuple[str, str | None], ssl.SSLContext] = {}
+
+
+def _tls_context(sslmode: str, sslrootcert: str | None) -> ssl.SSLContext:
+    """One context per (mode, CA file), kept for every later attempt: loading a CA file each time
+    costs more than the whole conversation. As libpq: prefer and require do not verify, except that
+    require with a CA file verifies like verify-ca; verify-full also checks the host name."""
+    key = (sslmode, sslrootcert)
+    if key not in _contexts:
+        from portpatrol import tls
+
+        verify = sslmode in ("verify-ca", "verify-full") or (sslmode == "require" and bool(sslrootcert))
+        ca_file = sslrootcert if verify and sslrootcert != "system" else None
+        try:
+            ctx = tls.context(verify=verify, ca_file=ca_file)
+        except OSError as error:  # ssl.SSLError is an OSError too
+            raise NotReady(f"cannot use sslrootcert: {peer_text(str(error))}") from None
+        ctx.check_hostname = sslmode == "verify-full"
+        _contexts[key] = ctx
+    return _contexts[key]
+
+
+def converse(wire: Wire, settings: Settings, tls: ssl.SSLContext | None) -> None:
+    """The whole conversation: returns when ready, raises NotReady otherwise."""
+    if tls is not None:
+        _negotiate_tls(wire, settings, tls)
+    params = [("user", settings.user or "postgres"), ("application_name", "portpatrol")]
+    if settings.database:
+        params.append(("database", settings.database))
+    body = struct.pack("!i", PROTOCOL_3_0)
+    body += b"".join(f"{key}\0{value}\0".encode() for key, value in params) + b"\0"
+    wire.send(struct.pack("!i", len(body) + 4) + body)
+    if not settings.login:
+        # As pg_isready: asked to authenticate, or refused for any reason but "cannot connect now",
+        # means the server is up and accepts clients.
+        kind, body = pgwire.message(wire, "startup")
+        while kind == b"N":  # a notice may come first
+            kind, body = pgwire.message(wire, "startup")
+        if kind == b"E" and pgwire.error_fields(body).get("C") == CANNOT_CONNECT_NOW:
+            raise NotReady(pgwire.server_error(body))
+        if kind not in (b"R", b"E"):
+            raise pgwire.unexpected(kind, "startup")
+        return
+    pgwire.authenticate(wire, settings.user or "postgres", settings.password)
+    if settings.query:
+        pgwire.query(wire, settings.query, settings.password)
+    pgwire.send(wire, b"X", b"")  # Terminate, so the server logs a clean end, not a lost connection
+
+
+def _negotiate_tls(wire: Wire, settings: Settings, tls: ssl.SSLContext) -> None:
+    wire.send(SSL_REQUEST)
+    answer = wire.exact(1, "TLS negotiation")
+    if answer == b"S":
+        wire.start_tls(tls, settings.host)
+    elif answer == b"N":
+        if settings.sslmode != "prefer":
+            raise NotReady(f"the server does not accept TLS (sslmode={settings.sslmode})")
+    elif answer == b"E":  # an error before any protocol, e.g. the postmaster could not fork
+        text = wire.line("TLS negotiation", 1024, b"\n")
+        raise NotReady(f"the server refused the connection: {peer_text(text)}")
+    else:
+        raise NotReady(
+            f"the server answered the TLS request with {peer_text(repr(answer)[1:], 10)}, not S or N"
+        )
