@@ -6,6 +6,7 @@ the server's own client (`pg_isready`, `psql`) as the oracle, promote, stop."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -73,8 +74,19 @@ class PgServer:
     def basebackup_of(self, primary: PgServer) -> Self:
         """A standby of `primary` (pg_basebackup -R writes standby.signal and primary_conninfo)."""
         done = _run(
-            [str(BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres"]
-            + ["-D", str(self.data), "-R", "--no-sync"],
+            [
+                str(BIN / "pg_basebackup"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(primary.port),
+                "-U",
+                "postgres",
+                "-D",
+                str(self.data),
+                "-R",
+                "--no-sync",
+            ],
             timeout=120,
         )
         assert done.returncode == 0, done.stderr
@@ -90,7 +102,8 @@ class PgServer:
     # ------------------------------------------------------------------ its life
 
     def start(self, wait: bool = True) -> Self:
-        options = {"listen_addresses": "127.0.0.1", "unix_socket_directories": str(self.root), **self.settings}
+        options = {"listen_addresses": "127.0.0.1", "unix_socket_directories": str(self.root)}
+        options |= self.settings
         argv = [str(BIN / "postgres"), "-D", str(self.data), "-p", str(self.port)]
         argv += [word for key, value in options.items() for word in ("-c", f"{key}={value}")]
         with self.log.open("ab") as log:
@@ -135,16 +148,17 @@ class PgServer:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
         if self.proc is not None:
-            try:  # children left in the group (none after a fast shutdown, but never leave any)
+            # children left in the group (none after a fast shutdown, but never leave any)
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.proc = None
 
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         try:
             self.stop()
         finally:

@@ -97,9 +97,12 @@ def _decode(text: str, what: str) -> str:
         if raw[i] == ord("%"):
             pair = raw[i + 1 : i + 3]
             if len(pair) != 2 or not all(c in b"0123456789abcdefABCDEF" for c in pair):
-                raise ValueError(f"the {what} has a % not followed by two hex digits; write %25 for a %")
+                raise ValueError(
+                    f"the {what} has a % not followed by two hex digits; write %25 for a %, "
+                    "e.g. postgres://app:50%25off@db/app"
+                )
             if pair == b"00":
-                raise ValueError(f"the {what} holds %00, which PostgreSQL does not allow")
+                raise ValueError(f"the {what} holds %00, which PostgreSQL does not allow, e.g. {EXAMPLE}")
             out.append(int(pair, 16))
             i += 3
         else:
@@ -108,7 +111,7 @@ def _decode(text: str, what: str) -> str:
     try:
         return out.decode()
     except UnicodeDecodeError:
-        raise ValueError(f"the {what} is not UTF-8 once percent-decoded") from None
+        raise ValueError(f"the {what} is not UTF-8 once percent-decoded, e.g. {EXAMPLE}") from None
 
 
 def _split_host(hostport: str) -> tuple[str, int]:
