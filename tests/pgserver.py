@@ -132,9 +132,15 @@ class PgServer:
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
-    def promote(self) -> None:
-        done = _run([str(BIN / "pg_ctl"), "promote", "-D", str(self.data), "-w", "-t", "60"], timeout=90)
-        assert done.returncode == 0, done.stderr
+    def promote(self, within: float = 60) -> None:
+        # pg_ctl refuses until the startup process has marked the control file "in archive recovery".
+        until = time.monotonic() + within
+        while True:
+            done = _run([str(BIN / "pg_ctl"), "promote", "-D", str(self.data), "-w", "-t", "60"], timeout=90)
+            if done.returncode == 0 or "not in standby mode" not in done.stderr or time.monotonic() > until:
+                break
+            time.sleep(0.2)
+        assert done.returncode == 0, done.stderr + self.log_text()
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
