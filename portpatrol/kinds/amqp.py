@@ -295,7 +295,7 @@ def read_frame(wire: Wire, frame_max: int, what: str) -> tuple[int, int, bytes]:
     """One frame (type, channel, payload) of at most `frame_max` bytes in all, end octet checked."""
     header = wire.exact(7, what)
     if header.startswith(b"AMQP"):  # the server's protocol header: it wants another version
-        version = "-".join(str(b) for b in header[5:7] + wire.exact(1, what))
+        version = ".".join(str(b) for b in header[4:7] + wire.exact(1, what))
         raise NotReady(f"the server answered with its protocol header (AMQP {version}): version mismatch")
     kind, channel, size = struct.unpack(">BHI", header)
     if kind not in (FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT):
