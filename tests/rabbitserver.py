@@ -169,6 +169,19 @@ class RabbitServer:
             check=False,
         )
 
+    def leftovers(self) -> list[int]:
+        """Pids of any process of this node (beam, a CLI) or of its EPMD still alive."""
+        name, port = self.node.partition("@")[0].encode(), str(self.epmd_port).encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+            except OSError:
+                continue  # gone meanwhile
+            if any(name in arg for arg in argv) or (argv and argv[0].endswith(b"epmd") and port in argv):
+                found.append(int(entry.name))
+        return found
+
     def output(self) -> str:
         path = self.dir / "server.out"
         return path.read_text(errors="replace")[-2000:] if path.exists() else ""

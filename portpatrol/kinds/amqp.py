@@ -297,6 +297,8 @@ def read_frame(wire: Wire, frame_max: int, what: str) -> tuple[int, int, bytes]:
     if header.startswith(b"AMQP"):  # the server's protocol header: it wants another version
         version = ".".join(str(b) for b in header[4:7] + wire.exact(1, what))
         raise NotReady(f"the server answered with its protocol header (AMQP {version}): version mismatch")
+    if header[0] in (0x15, 0x16) and header[1] == 3:  # a TLS alert or handshake record
+        raise NotReady("the server speaks TLS: use amqps://")
     kind, channel, size = struct.unpack(">BHI", header)
     if kind not in (FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT):
         raise NotReady(f"the server does not speak AMQP: it sent {_peer(header)} instead of {what}")

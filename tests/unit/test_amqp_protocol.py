@@ -404,6 +404,7 @@ def replies(data: bytes, then_wait: float = 0.0) -> Callable[[socket.socket], No
         (replies(b"AMQP\x01\x01\x00\x0a"), r"its protocol header \(AMQP 1.1.0.10\): version mismatch"),
         (replies(start(version=b"\x00\x08")), "speaks AMQP 0-8, not 0-9-1"),
         (replies(b"HTTP/1.1 400 Bad Request\r\n\r\n"), "does not speak AMQP: it sent HTTP/1"),
+        (replies(b"\x15\x03\x01\x00\x02\x02\x0a"), "the server speaks TLS: use amqps://"),
         (replies(b"\x01\x00\x00\xff\xff\xff\xff"), "a frame of 4294967295 bytes, more than 131064"),
         (replies(frame(b"\x00" * 200_000)), "a frame of 200000 bytes"),
         (replies(start()[:20], then_wait=3), r"no answer within 1s \(Connection.Start\)"),
