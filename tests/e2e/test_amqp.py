@@ -21,6 +21,7 @@ from tests.peers import free_port
 from tests.rabbitserver import RabbitServer
 
 BOUND = 5.0
+pytestmark = pytest.mark.timeout(300)  # the broker's boot (up to 90 s) counts in its first test's time
 
 
 @pytest.fixture(scope="session")
