@@ -124,7 +124,10 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
             )
         service = block_service
     skip = block.get("skip_tls_verify", False)
-    verify = not (parse_bool(skip) if isinstance(skip, str) else bool(skip))
+    try:
+        verify = not (parse_bool(skip) if isinstance(skip, str) else bool(skip))
+    except ValueError:
+        raise ValueError("skip_tls_verify is not a boolean (e.g. skip_tls_verify: true)") from None
     files = {key: block.get(key) or None for key in ("ca_file", "cert_file", "key_file")}
     if files["key_file"] and not files["cert_file"]:
         raise ValueError("key_file needs cert_file (e.g. cert_file: client.pem, key_file: client.key)")
@@ -187,7 +190,7 @@ def check(wire: Wire, authority: str, service: str, scheme: str = "http") -> Non
     try:
         answer = call(wire, authority, scheme, PATH, frame_message(encode_request(service)))
     except (H2Error, hpack.HPACKError, hyperframe.exceptions.HyperframeError) as error:
-        raise NotReady(f"the server broke HTTP/2: {peer_text(str(error) or type(error).__name__)}") from None
+        raise NotReady(f"the server broke HTTP/2 ({type(error).__name__}: {peer_text(str(error))})") from None
     verdict(answer, service)
 
 
