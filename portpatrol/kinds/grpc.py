@@ -176,6 +176,18 @@ def attempt(settings: Settings, deadline: float, bound: float) -> None:
             if chosen != "h2":
                 raise NotReady(f"the server did not agree to HTTP/2 over TLS (ALPN {chosen or 'none'})")
         check(wire, settings.authority, settings.service, "https" if settings.tls else "http")
+    except NotReady as error:
+        if str(error) != CLOSED_AT_PREFACE:
+            raise
+        if not settings.tls:  # a TLS-only server (grpcio's among them) or an HTTP/1-only one closes here
+            raise NotReady(f"{error} (does it want TLS, grpcs://, or speak only HTTP/1?)") from None
+        if not settings.cert_file:
+            # A server requiring a client certificate ends TLS 1.3 this way: the handshake looks
+            # complete to the client, and the server closes before its first HTTP/2 frame.
+            raise NotReady(
+                f"{error} right after TLS (does it require a client certificate? cert_file)"
+            ) from None
+        raise
     finally:
         wire.close()
 
@@ -280,6 +292,10 @@ def call(wire: Wire, authority: str, scheme: str, path: str, body: bytes) -> Ans
             elif isinstance(event, ev.TrailersReceived):
                 trailers = _fields(event.headers)
             elif isinstance(event, ev.DataReceived):
+                if headers.get(":status") != "200" or not headers.get("content-type", "").startswith(
+                    "application/grpc"
+                ):
+                    return Answer(headers, trailers, b"")  # not gRPC: the verdict needs no body
                 data += event.data or b""
                 if len(data) >= 5 and int.from_bytes(data[1:5], "big") > MAX_MESSAGE:
                     size = int.from_bytes(data[1:5], "big")
@@ -305,15 +321,19 @@ def call(wire: Wire, authority: str, scheme: str, path: str, body: bytes) -> Ans
             raise NotReady(f"the server sent more than {MAX_TOTAL // 1024} KiB without ending the answer")
 
 
+PREFACE = "the HTTP/2 connection preface"
+CLOSED_AT_PREFACE = f"the server closed the connection during {PREFACE}"  # Wire's wording
+
+
 def _first_frame(wire: Wire) -> bytes:
     """The server's first frame; an HTTP/1.x server answers the preface with a status line instead."""
-    head = wire.exact(9, "the HTTP/2 connection preface")
+    head = wire.exact(9, PREFACE)
     if head.startswith(b"HTTP/"):
         line = head + wire.line("the HTTP/1.x answer", limit=200)
         raise NotReady(f"the server speaks HTTP/1.x, not HTTP/2 ({peer_text(line, 60)})")
     if head[3] != 0x4:  # SETTINGS: the first frame of every HTTP/2 server (RFC 9113, 3.4)
         raise NotReady(f"not an HTTP/2 server: it sent {peer_text(repr(head)[2:-1], 60)} where SETTINGS go")
-    return head + _payload(wire, head, "the HTTP/2 connection preface")
+    return head + _payload(wire, head, "the server's HTTP/2 SETTINGS")
 
 
 def _frame(wire: Wire, what: str) -> bytes:
