@@ -112,9 +112,7 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
         raise ValueError(f"a gRPC address has no user or password {EXAMPLE}")
     if port is None:
         raise ValueError(f"a gRPC address needs a port; gRPC has no standard one {EXAMPLE}")
-    from urllib.parse import unquote
-
-    service = unquote(path) if slash else ""
+    service = percent_decode(path.encode()) if slash else ""  # not urllib.parse: ~2 ms of start-up
     block_service = block.get("service")
     if block_service is not None:
         if service and block_service != service:
