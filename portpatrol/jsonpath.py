@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 JSON = object  # a decoded JSON value: dict, list, str, int, float, bool or None
 Query = Callable[[JSON, JSON], list[JSON]]  # (current node, root) -> selected values
-_Selector = Callable[[JSON, JSON], Iterator[JSON]]
+_Selector = Callable[[JSON, JSON], list[JSON]]
 _Expr = Callable[[JSON, JSON], object]  # a filter's value: a JSON value, _NOTHING, bool or a node list
 
 _NOTHING = object()  # the absence of a value (a singular query that selects nothing)
@@ -54,11 +54,12 @@ def compile_path(text: str) -> Path:
 # --- evaluation helpers ---------------------------------------------------------------------
 
 
-def _children(value: JSON) -> Iterator[JSON]:
+def _children(value: JSON, _root: JSON = None) -> list[JSON]:
     if isinstance(value, dict):
-        yield from value.values()
-    elif isinstance(value, list):
-        yield from value
+        return list(value.values())
+    if isinstance(value, list):
+        return value
+    return []
 
 
 def _descendants(value: JSON) -> Iterator[JSON]:
@@ -191,7 +192,11 @@ class _Parser:
             values = [node]
             for descendant, selectors in steps:
                 sources = [d for v in values for d in _descendants(v)] if descendant else values
-                values = [out for v in sources for select in selectors for out in select(v, root_value)]
+                if len(selectors) == 1:
+                    select = selectors[0]
+                    values = [out for v in sources for out in select(v, root_value)]
+                else:
+                    values = [out for v in sources for select in selectors for out in select(v, root_value)]
             return values
 
         return query, singular
@@ -200,7 +205,7 @@ class _Parser:
         self, descendant: bool, dotted_only: bool = False
     ) -> tuple[list[_Selector], bool]:
         if self.take("*"):
-            return [lambda v, _r: _children(v)], False
+            return [_children], False
         if not dotted_only and self.peek("["):
             return self.bracketed()
         match = _NAME_FIRST.match(self.text, self.pos)
@@ -230,7 +235,7 @@ class _Parser:
         if self.peek("'") or self.peek('"'):
             return _name_selector(self.string()), True
         if self.take("*"):
-            return (lambda v, _r: _children(v)), False
+            return _children, False
         if self.take("?"):
             self.space()
             test = self.logical()
@@ -479,33 +484,28 @@ class _Singular:
 
 
 def _name_selector(name: str) -> _Selector:
-    def select(value: JSON, _root: JSON) -> Iterator[JSON]:
-        if isinstance(value, dict) and name in value:
-            yield value[name]
+    def select(value: JSON, _root: JSON) -> list[JSON]:
+        return [value[name]] if isinstance(value, dict) and name in value else []
 
     return select
 
 
 def _index_selector(index: int) -> _Selector:
-    def select(value: JSON, _root: JSON) -> Iterator[JSON]:
-        if isinstance(value, list) and -len(value) <= index < len(value):
-            yield value[index]
+    def select(value: JSON, _root: JSON) -> list[JSON]:
+        return [value[index]] if isinstance(value, list) and -len(value) <= index < len(value) else []
 
     return select
 
 
 def _slice_selector(start: int | None, end: int | None, step: int | None) -> _Selector:
-    def select(value: JSON, _root: JSON) -> Iterator[JSON]:
-        if isinstance(value, list) and step != 0:
-            yield from value[start:end:step]
+    def select(value: JSON, _root: JSON) -> list[JSON]:
+        return value[start:end:step] if isinstance(value, list) and step != 0 else []
 
     return select
 
 
 def _filter_selector(test: Callable[[JSON, JSON], bool]) -> _Selector:
-    def select(value: JSON, root: JSON) -> Iterator[JSON]:
-        for child in _children(value):
-            if test(child, root):
-                yield child
+    def select(value: JSON, root: JSON) -> list[JSON]:
+        return [child for child in _children(value) if test(child, root)]
 
     return select

@@ -30,6 +30,7 @@ _UNITS = {
 }
 _SIZE = re.compile(r"\s*([0-9]+)\s*([A-Za-z]*)\s*")
 SIZE_PATTERN = r"^\s*[0-9]+\s*([kKmMgG]i?[bB]|[bB])?\s*$"
+_NONE = object()
 _LIMIT = 1024**3  # max_body at most 1 GiB: larger is a typo, and memory to match
 
 _CONDITION: dict[str, Any] = {
@@ -93,10 +94,12 @@ class Condition:
             )
         if not found:
             return f"{where} selects nothing, expected {self.expected}"
+        if self.test == "equals":
+            wrong = next((value for value in found if not equal(value, self.value)), _NONE)
+            return None if wrong is _NONE else f"{where} is {_shown(wrong)}, expected {self.expected}"
+        search = self.value.search
         for value in found:
-            if self.test == "equals" and not equal(value, self.value):
-                return f"{where} is {_shown(value)}, expected {self.expected}"
-            if self.test == "matches" and self.value.search(_text(value)) is None:
+            if search(value if isinstance(value, str) else _text(value)) is None:
                 return f"{where} is {_shown(value)}, expected to match {self.expected}"
         return None
 
