@@ -1,0 +1,344 @@
+"""What an HTTP answer must hold beyond its status: a body matching a regular expression, JSON
+conditions (RFC 9535 paths), header values. Compiled once from the target's `http.expect` block
+(bad expressions and paths are configuration errors), judged on every answer. The body is read
+once, decoded (content-encoding, then charset), never more than `max_body` decompressed bytes."""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from portpatrol.errors import NotReady
+from portpatrol.jsonpath import Path, compile_path, equal
+from portpatrol.wire import peer_text
+
+MAX_BODY = 1024 * 1024  # the default of max_body: health answers are small, a bomb is not
+SHOWN = 200  # characters of a body a reason shows
+ACCEPT_ENCODING = "gzip, deflate"  # what read_body() can decode, so what a request may accept
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+_SIZE = re.compile(r"\s*([0-9]+)\s*([A-Za-z]*)\s*")
+SIZE_PATTERN = r"^\s*[0-9]+\s*([kKmMgG]i?[bB]|[bB])?\s*$"
+_NONE = object()
+_LIMIT = 1024**3  # max_body at most 1 GiB: larger is a typo, and memory to match
+
+_CONDITION: dict[str, Any] = {
+    "type": "object",
+    "required": ["path"],
+    "additionalProperties": False,
+    "maxProperties": 2,  # the path and at most one of equals, matches, exists
+    "properties": {
+        "path": {"type": "string", "minLength": 1, "description": "An RFC 9535 JSONPath, e.g. $.status"},
+        "equals": {"description": "Every selected value equals this JSON value"},
+        "matches": {"type": "string", "description": "Every selected value's text matches this expression"},
+        "exists": {"type": "boolean", "description": "false: the path selects nothing; true: something"},
+    },
+}
+# The `expect` block and `max_body` of a target's `http` block.
+SCHEMA: dict[str, Any] = {
+    "expect": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "What the answer must hold beyond its status code",
+        "properties": {
+            "body": {"type": "string", "description": "A regular expression searched in the decoded body"},
+            "json": {
+                "type": "array",
+                "items": _CONDITION,
+                "description": "Conditions on the JSON body; every one must hold",
+            },
+            "headers": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "Header name -> regular expression its value must match",
+            },
+        },
+    },
+    "max_body": {
+        "oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": SIZE_PATTERN}],
+        "description": "Read at most this much of the body, decompressed (default 1MiB), e.g. 64KiB",
+    },
+}
+# Environment variables of an HTTP target, as keys of that block.
+ENV = {"HTTP_EXPECT_BODY": "body", "HTTP_EXPECT_JSON": "json", "HTTP_MAX_BODY": "max_body"}
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    path: Path
+    test: str  # "equals", "matches" or "exists"
+    value: Any  # the JSON value, the compiled expression, or the boolean
+
+    def failure(self, document: Any) -> str | None:
+        """Why the document does not satisfy this condition, or None when it does."""
+        found = self.path.select(document)
+        where = self.path.text
+        if self.test == "exists":
+            if bool(found) == self.value:
+                return None
+            return (
+                f"{where} selects nothing"
+                if self.value
+                else f"{where} is {_shown(found[0])}, expected absent"
+            )
+        if not found:
+            return f"{where} selects nothing, expected {self.expected}"
+        if self.test == "equals":
+            wrong = next((value for value in found if not equal(value, self.value)), _NONE)
+            return None if wrong is _NONE else f"{where} is {_shown(wrong)}, expected {self.expected}"
+        search = self.value.search
+        for value in found:
+            if search(value if isinstance(value, str) else _text(value)) is None:
+                return f"{where} is {_shown(value)}, expected to match {self.expected}"
+        return None
+
+    @property
+    def expected(self) -> str:
+        if self.test == "matches":
+            return f"/{peer_text(self.value.pattern)}/"
+        return _shown(self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Expectations:
+    body: re.Pattern[str] | None = None
+    json: tuple[Condition, ...] = ()
+    headers: tuple[tuple[str, re.Pattern[str]], ...] = ()
+    max_body: int = MAX_BODY
+
+    @property
+    def reads_body(self) -> bool:
+        return self.body is not None or bool(self.json)
+
+    def describe(self) -> str:
+        parts = []
+        if self.body is not None:
+            parts.append(f"body /{peer_text(self.body.pattern, 40)}/")
+        if self.json:
+            parts.append(f"{len(self.json)} JSON condition{'s' if len(self.json) > 1 else ''}")
+        parts.extend(f"header {name}" for name, _ in self.headers)
+        return "expects " + ", ".join(parts) if parts else ""
+
+    def judge(self, headers: Sequence[tuple[str, str]], body: bytes, content_type: str | None) -> None:
+        """Raises NotReady saying what was seen when the answer does not hold what is expected."""
+        for name, pattern in self.headers:
+            values = [value for key, value in headers if key.lower() == name.lower()]
+            if not values:
+                raise NotReady(
+                    f"no {peer_text(name)} header, expected to match /{peer_text(pattern.pattern)}/"
+                )
+            joined = ", ".join(values)
+            if pattern.search(joined) is None:
+                raise NotReady(
+                    f"header {peer_text(name)} is {peer_text(repr_json(joined))}, "
+                    f"expected to match /{peer_text(pattern.pattern)}/"
+                )
+        if self.body is not None:
+            text = body.decode(_charset(content_type), "replace")
+            if self.body.search(text) is None:
+                raise NotReady(
+                    f"body does not match /{peer_text(self.body.pattern)}/ "
+                    f"(first {SHOWN} characters: {peer_text(text, SHOWN)})"
+                )
+        if self.json:
+            import json
+
+            try:
+                document = json.loads(body)
+            except (ValueError, RecursionError):
+                raise NotReady(
+                    f"body is not JSON (first {SHOWN} characters: {peer_text(body, SHOWN)})"
+                ) from None
+            for condition in self.json:
+                failure = condition.failure(document)
+                if failure is not None:
+                    raise NotReady(failure)
+
+
+def parse(block: Mapping[str, Any]) -> Expectations:
+    """The expectations of an `http` block's `expect` and `max_body` (valid against SCHEMA, or from
+    ENV with every value a string). Raises ValueError naming the key and showing an example."""
+    expect = block.get("expect") or {}
+    max_body = MAX_BODY if block.get("max_body") is None else parse_size(block["max_body"])
+    body = None if expect.get("body") is None else _regex(expect["body"], "expect.body", "ok|healthy")
+    conditions = expect.get("json") or ()
+    if isinstance(conditions, str):
+        conditions = conditions_from_text(conditions)
+    json = tuple(_condition(item, f"expect.json[{index}]") for index, item in enumerate(conditions))
+    headers = tuple(
+        (name, _regex(pattern, f"expect.headers.{name}", "json"))
+        for name, pattern in (expect.get("headers") or {}).items()
+    )
+    return Expectations(body, json, headers, max_body)
+
+
+def conditions_from_text(text: str) -> list[dict[str, Any]]:
+    """HTTP_EXPECT_JSON: the list of conditions written as JSON or YAML flow, or the shorthand
+    object {"$.status": "UP"} meaning equals."""
+    import yaml
+
+    example = """(e.g. [{"path": "$.status", "equals": "UP"}] or {"$.status": "UP"})"""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ValueError(f"not JSON or YAML {example}") from None
+    if isinstance(value, dict):
+        return [{"path": str(path), "equals": expected} for path, expected in value.items()]
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ValueError(f"not a list of conditions {example}")
+    return value
+
+
+def _condition(item: Mapping[str, Any], where: str) -> Condition:
+    example = '(e.g. {path: "$.status", equals: "UP"})'
+    if not isinstance(item, Mapping) or not isinstance(item.get("path"), str):
+        raise ValueError(f"{where}: a condition needs a path {example}")
+    unknown = sorted(set(item) - {"path", "equals", "matches", "exists"})
+    if unknown:
+        raise ValueError(f"{where}: unknown key {unknown[0]!r} {example}")
+    tests = [key for key in ("equals", "matches", "exists") if key in item]
+    if len(tests) > 1:
+        raise ValueError(f"{where}: give one of equals, matches or exists {example}")
+    try:
+        path = compile_path(item["path"])
+    except ValueError as error:
+        raise ValueError(f"{where}.path: {error}") from None
+    test = tests[0] if tests else "exists"
+    value = item.get(test, True)
+    if test == "matches":
+        value = _regex(value, f"{where}.matches", "^(pass|warn)$")
+    elif test == "exists" and not isinstance(value, bool):
+        raise ValueError(f"{where}.exists: true or false {example}")
+    return Condition(path, test, value)
+
+
+def _regex(pattern: object, where: str, example: str) -> re.Pattern[str]:
+    if not isinstance(pattern, str):
+        raise ValueError(f"{where}: a regular expression as a string (e.g. {example})")
+    try:
+        return re.compile(pattern)
+    except (re.error, RecursionError, OverflowError) as error:
+        raise ValueError(f"{where}: not a regular expression: {error} (e.g. {example})") from None
+
+
+def parse_size(value: object) -> int:
+    """1048576, "1MiB", "64 KiB", "2MB" -> bytes."""
+    example = "(e.g. 1MiB, 64KiB or 500000)"
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        match = _SIZE.fullmatch(str(value))
+        if match is None or match[2].lower() not in _UNITS:
+            raise ValueError(f"max_body: not a size {example}")
+        size = int(match[1]) * _UNITS[match[2].lower()]
+    if not 1 <= size <= _LIMIT:
+        raise ValueError(f"max_body: from 1 byte to 1GiB {example}")
+    return size
+
+
+def format_size(size: int) -> str:
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor} {unit}"
+    return f"{size} bytes"
+
+
+def read_body(chunks: Iterable[bytes], content_encoding: str | None, limit: int) -> bytes:
+    """The body from its raw chunks (transfer coding already undone), content-decoded, or NotReady
+    once more than `limit` bytes would come out: a gzip bomb costs `limit` bytes of memory, no more."""
+    too_large = NotReady(f"body larger than {format_size(limit)}")
+    codings = [c.strip().lower() for c in (content_encoding or "").split(",") if c.strip()]
+    codings = [c for c in codings if c != "identity"]
+    for coding in codings:
+        if coding not in ("gzip", "x-gzip", "deflate"):
+            raise NotReady(
+                f"body has content-encoding {peer_text(coding, 40)}, which portpatrol does not decode"
+            )
+    decoders = [_Decoder(coding) for coding in reversed(codings)]
+    out = bytearray()
+    raw = 0
+    for chunk in chunks:
+        raw += len(chunk)
+        if raw > limit + 65536 and not decoders:
+            raise too_large
+        data = chunk
+        for decoder in decoders:
+            data = decoder.feed(data, limit - len(out) + 1)
+        out += data
+        if len(out) > limit:
+            raise too_large
+    for decoder in decoders:
+        decoder.finish()
+    return bytes(out)
+
+
+class _Decoder:
+    """One content coding, undone with a cap on what it may produce at a time."""
+
+    def __init__(self, coding: str) -> None:
+        self.coding = coding
+        # gzip: its header; deflate: zlib-wrapped as the RFC says, or raw as some servers send it.
+        self.inflate = zlib.decompressobj(31 if coding != "deflate" else 15)
+        self.started = False
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        try:
+            if not self.started and self.coding == "deflate" and data:
+                self.started = True
+                try:
+                    return self.inflate.decompress(data, room)
+                except zlib.error:
+                    self.inflate = zlib.decompressobj(-15)
+            self.started = True
+            return self.inflate.decompress(self.inflate.unconsumed_tail + data, room)
+        except zlib.error:
+            raise NotReady(f"body is not valid {self.coding} data") from None
+
+    def finish(self) -> None:
+        if not self.inflate.eof and self.started:
+            raise NotReady(f"body ends before its {self.coding} data does")
+
+
+def _charset(content_type: str | None) -> str:
+    import codecs
+
+    for param in (content_type or "").split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            name = value.strip().strip('"')
+            try:
+                return codecs.lookup(name).name
+            except LookupError:
+                break
+    return "utf-8"
+
+
+def _text(value: object) -> str:
+    """A JSON value's text, as `matches` sees it: a string as it is, anything else as JSON."""
+    if isinstance(value, str):
+        return value
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+def repr_json(value: object) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _shown(value: object) -> str:
+    """A value as a reason shows it: as JSON, escaped, cut."""
+    return peer_text(repr_json(value), 80)
