@@ -167,7 +167,9 @@ def _normal(rtype: str, value: str, strict: bool = False) -> str:
             family = socket.AF_INET if rtype == "A" else socket.AF_INET6
             return socket.inet_ntop(family, socket.inet_pton(family, value))
     except OSError:
-        raise ValueError(f"expected value {quote(value)} is not an {rtype} address (e.g. 127.0.0.1)") from None
+        raise ValueError(
+            f"expected value {quote(value)} is not an {rtype} address (e.g. 127.0.0.1)"
+        ) from None
     if rtype in ("CNAME", "NS"):
         return value.rstrip(".").lower()
     if rtype in ("MX", "SRV"):
@@ -199,11 +201,9 @@ def _hostport(settings: Settings) -> str:
 
 
 def attempt(settings: Settings, deadline: float, bound: float) -> None:
-    if settings.server is None:
-        answers = _system(settings, deadline)
-    else:
-        answers = _ask(settings, deadline, bound)
-    _judge(settings, answers)
+    _judge(
+        settings, _system(settings, deadline) if settings.server is None else _ask(settings, deadline, bound)
+    )
 
 
 def _system(settings: Settings, deadline: float) -> list[str]:
@@ -353,14 +353,9 @@ def _rdata(message: bytes, offset: int, length: int, kind: int) -> str:
 
 
 def _ask(settings: Settings, deadline: float, bound: float) -> list[str]:
-    from portpatrol.checks.net import resolve
-
-    assert settings.server is not None
-    family, _, _, _, sockaddr = resolve(settings.server, deadline)[0]
-    peer = (sockaddr[0], settings.port, *sockaddr[2:])
     ident = int.from_bytes(os.urandom(2), "big")
     message = query(settings.name, settings.rtype, ident)
-    response = _udp(family, peer, message, settings, ident, deadline, bound)
+    response = _udp(settings, message, ident, deadline, bound)
     if response.truncated:
         response = _tcp(settings, message, ident, deadline, bound)
         if response.truncated:
@@ -381,9 +376,12 @@ def _ask(settings: Settings, deadline: float, bound: float) -> list[str]:
     return [value for owner, kind, value in answers if kind == wanted and owner.lower() in names]
 
 
-def _udp(
-    family: int, peer: tuple[Any, ...], message: bytes, settings: Settings, ident: int, deadline: float, bound: float
-) -> Response:
+def _udp(settings: Settings, message: bytes, ident: int, deadline: float, bound: float) -> Response:
+    from portpatrol.checks.net import resolve
+
+    assert settings.server is not None
+    family, _, _, _, sockaddr = resolve(settings.server, deadline)[0]
+    peer = (sockaddr[0], settings.port, *sockaddr[2:])
     skipped: str | None = None
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         try:
@@ -405,7 +403,9 @@ def _udp(
         except OSError as error:
             raise NotReady(f"udp {_hostport(settings)}: {reason(error, bound)}") from None
     if skipped is not None:
-        raise NotReady(f"{timed_out(bound)}; the server sent only messages that are not an answer ({skipped})")
+        raise NotReady(
+            f"{timed_out(bound)}; the server sent only messages that are not an answer ({skipped})"
+        )
     raise NotReady(f"{timed_out(bound)} from {_hostport(settings)}")
 
 
