@@ -5,6 +5,7 @@ REFUSED (it has no upstream: --no-resolv), so no query ever leaves the machine."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -67,9 +68,7 @@ class Dnsmasq:
         return int(Path(f"/proc/{self.process.pid}/status").read_text().split("Uid:")[1].split()[0])
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait()
         subprocess.run(["rm", "-rf", str(self.dir)], check=False)

@@ -116,23 +116,26 @@ class UdpPeer:
         self.port = self.sock.getsockname()[1]
         self.queries: list[bytes] = []
         self._reply = reply
+        self._stop = threading.Event()
+        self.sock.settimeout(0.05)  # a closed socket does not wake a blocked recvfrom: poll the flag
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
     def _serve(self) -> None:
-        while True:
+        while not self._stop.is_set():
             try:
                 data, peer = self.sock.recvfrom(65535)
-            except OSError:
-                return
+            except TimeoutError:
+                continue
             self.queries.append(data)
             answer = self._reply(data)
             if answer is not None:
                 self.sock.sendto(answer, peer)
 
     def close(self) -> None:
-        self.sock.close()
+        self._stop.set()
         self._thread.join(5)
+        self.sock.close()
 
 
 def answering(reply: Callable[[bytes], bytes | None]) -> Iterator[UdpPeer]:
