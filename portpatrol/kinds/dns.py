@@ -176,7 +176,7 @@ def _normal(rtype: str, value: str, strict: bool = False) -> str:
         words = value.split()
         if strict and len(words) != (2 if rtype == "MX" else 4):
             example = "10 mail.test" if rtype == "MX" else "0 5 5060 sip.test"
-            raise ValueError(f"expected {rtype} value {quote(value)} is not like {example!r}")
+            raise ValueError(f"expected {rtype} value {quote(value)}: write it as e.g. {example!r}")
         return " ".join([*words[:-1], words[-1].rstrip(".").lower()]) if words else ""
     return value
 
