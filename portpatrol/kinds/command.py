@@ -1,0 +1,192 @@
+"""The command kind: ready when a program exits 0 within the attempt's bound (the Kubernetes exec
+probe). No shell: the argv runs as written; write `[sh, -c, "..."]` for one.
+
+The target has no address. In YAML, `command: [pg_isready, -h, db]` instead of `address:`; the
+sources call `parse("", {"argv": [...]})` (argv a non-empty list of strings). From the environment,
+TARGET_COMMAND holds the argv (ENV maps it to the block's "argv", a str): a JSON array of strings when
+it starts with `[` (`["pg_isready", "-h", "db"]`, exact), otherwise split like a POSIX shell does
+(shlex.split: `pg_isready -h db`), never run by a shell.
+
+Each attempt runs the program in a new session (its own process group), stdin from /dev/null,
+stdout and stderr into one pipe of which only the last 64 KiB are kept. When the attempt's bound
+ends first, the whole process group is killed (SIGKILL) and the program reaped; when the program
+exits, whatever it left running in its group is killed too, so attempts leave nothing behind (a
+program that starts its own session escapes, as from any supervisor). Reasons: "exit status 3:
+LAST LINE", "killed by SIGSEGV: LAST LINE", "no exit within 2s (killed): LAST LINE", "program not
+found: NAME"; LAST LINE is the last non-empty line of the output, cut and escaped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+from portpatrol.checks import reason
+from portpatrol.errors import NotReady
+from portpatrol.sources.values import format_duration, quote
+from portpatrol.wire import peer_text
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
+    from collections.abc import Mapping
+    from typing import Any
+
+NAME = "command"
+SCHEMES: tuple[str, ...] = ()  # no address selects it: the `command` key does
+DEFAULT_PORT = None
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["argv"],
+    "properties": {"argv": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
+}
+ENV = {"TARGET_COMMAND": "argv"}
+SECRET_KEYS: frozenset[str] = frozenset()
+EXAMPLE = 'e.g. command: [pg_isready, -h, db] or TARGET_COMMAND=\'["pg_isready", "-h", "db"]\''
+TAIL = 64 * 1024  # bytes of output kept: the last line is all a reason shows
+SHOWN = 200  # characters of that line in a reason
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    argv: tuple[str, ...]
+
+
+def parse(address: str, block: Mapping[str, Any]) -> Settings:
+    if address:
+        raise ValueError(f"a command target has no address ({EXAMPLE})")
+    argv = block.get("argv")
+    if isinstance(argv, str):
+        argv = _split(argv)
+    if not isinstance(argv, list | tuple) or not argv or not all(isinstance(a, str) for a in argv):
+        raise ValueError(f"the command is a non-empty list of strings ({EXAMPLE})")
+    if not argv[0] or any("\0" in a for a in argv):
+        raise ValueError(f"the command's program is empty or an argument holds NUL ({EXAMPLE})")
+    return Settings(tuple(argv))
+
+
+def _split(text: str) -> list[str]:
+    if text.lstrip().startswith("["):
+        import json
+
+        try:
+            value = json.loads(text)
+        except ValueError as error:
+            raise ValueError(f"TARGET_COMMAND is not a JSON array: {error} ({EXAMPLE})") from None
+        if not isinstance(value, list):
+            raise ValueError(f"TARGET_COMMAND is not a JSON array ({EXAMPLE})")
+        return value
+    import shlex
+
+    try:
+        return shlex.split(text)
+    except ValueError as error:
+        raise ValueError(f"TARGET_COMMAND does not split into words: {error} ({EXAMPLE})") from None
+
+
+def secrets(settings: Settings) -> frozenset[str]:
+    return frozenset()
+
+
+def describe(settings: Settings) -> str:
+    import shlex
+
+    return f"runs {quote(shlex.join(settings.argv), 200)}, ready when it exits 0"
+
+
+def attempt(settings: Settings, deadline: float, bound: float) -> None:
+    import subprocess
+
+    try:
+        process = subprocess.Popen(  # noqa: S603 - the user's own argv, and no shell
+            settings.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, which a timeout kills whole
+        )
+    except FileNotFoundError:
+        raise NotReady(f"program not found: {peer_text(settings.argv[0])}") from None
+    except PermissionError:
+        raise NotReady(f"program not executable: {peer_text(settings.argv[0])}") from None
+    except OSError as error:
+        raise NotReady(f"cannot run {peer_text(settings.argv[0])}: {reason(error, 0.0)}") from None
+    try:
+        tail, status = _run(process, deadline)
+    finally:
+        _kill_group(process)
+    line = _last_line(tail)
+    if status is None:
+        why = f"no exit within {format_duration(bound)} (killed)"
+    elif status == 0:
+        return
+    elif status < 0:
+        why = f"killed by {_signal_name(-status)}"
+    else:
+        why = f"exit status {status}"
+    raise NotReady(f"{why}: {line}" if line else why)
+
+
+def _run(process: subprocess.Popen[bytes], deadline: float) -> tuple[bytes, int | None]:
+    """The output's tail and the exit status, or None for the status when the deadline came first.
+    Reading stops when the program has exited, even if a child it left still holds the pipe."""
+    import contextlib
+    import select
+    import subprocess
+
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    tail = bytearray()
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    open_pipe = True
+    while True:
+        left = deadline - time.monotonic()
+        status = process.poll()
+        if status is not None or left <= 0:
+            break
+        # Wake at least every 50 ms: the pipe may stay open after the program exits.
+        if open_pipe and poller.poll(min(left, 0.05) * 1000):
+            chunk = os.read(fd, 65536)
+            if chunk:
+                del tail[: max(0, len(tail) + len(chunk) - TAIL)]
+                tail += chunk[-TAIL:]
+            else:
+                open_pipe = False
+        elif not open_pipe:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(min(left, 0.05))
+    # What the program wrote just before it exited; a child it left may write on: a few reads only.
+    for _ in range(16 if open_pipe else 0):
+        if not poller.poll(0) or not (chunk := os.read(fd, 65536)):
+            break
+        del tail[: max(0, len(tail) + len(chunk) - TAIL)]
+        tail += chunk[-TAIL:]
+    process.stdout.close()
+    return bytes(tail), status
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """Kills the program's process group, then reaps the program. The group id stays valid while
+    any member lives, even after the program itself has exited and been reaped."""
+    import contextlib
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _last_line(output: bytes) -> str:
+    for line in reversed(output.decode("utf-8", "replace").splitlines()):
+        if line.strip():
+            return peer_text(line.strip(), SHOWN)
+    return ""
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
