@@ -179,7 +179,9 @@ def _context(verify: bool, ca_file: str | None, checking: bool = False) -> ssl.S
             _contexts[key] = tls.context(verify=verify, ca_file=ca_file)
         except (ssl.SSLError, OSError) as error:
             if checking:  # at parse: the file is a configuration error, not a retry
-                raise ValueError(f"ca_file cannot be used: {error}") from None
+                raise ValueError(
+                    f"ca_file cannot be used: {error} (e.g. a readable PEM file: /etc/ssl/ca.pem)"
+                ) from None
             raise NotReady(f"TLS cannot start: {error}") from None
     return _contexts[key]
 

@@ -19,7 +19,7 @@ IN_URL = "pa%3Ass%40w%2Frd"
 
 
 def outcome(address: str, block: dict[str, Any] | None = None, bound: float = 2.0) -> str:
-    """The reason the attempt gives ("" when ready); it must end must end within its bound (with slack)."""
+    """The reason the attempt gives ("" when ready); it must end within its bound (with slack)."""
     started = time.monotonic()
     try:
         redis.attempt(redis.parse(address, block or {}), time.monotonic() + bound, bound)
