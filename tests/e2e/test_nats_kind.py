@@ -1,0 +1,144 @@
+"""The nats kind against a real nats-server (Debian's 2.9, as nobody, on a free loopback port), with a
+raw socket reading INFO as the oracle: open, user and password, token, lame duck mode, TLS required, and
+peers that misbehave. Until the kinds registry lands (issue 10) the kind's attempt() is called directly."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from portpatrol.errors import NotReady
+from portpatrol.kinds import nats
+from tests.cacheservers import NatsServer, ScriptedPeer, certificates
+
+
+def outcome(address: str, block: dict[str, Any] | None = None, bound: float = 2.0) -> str:
+    """The reason the attempt gives ("" when ready); it must end within its bound (with slack)."""
+    started = time.monotonic()
+    try:
+        nats.attempt(nats.parse(address, block or {}), time.monotonic() + bound, bound)
+    except NotReady as error:
+        reason = str(error)
+    else:
+        reason = ""
+    assert time.monotonic() - started < bound + 2
+    return reason
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest) -> Iterator[NatsServer]:
+    options: tuple[str, ...] = getattr(request, "param", ())
+    with NatsServer() as started:
+        started.start(*options)
+        started.until(lambda: started.info() is not None)
+        yield started
+
+
+def test_ready_when_connect_and_ping_get_pong(server: NatsServer) -> None:
+    info = server.info()
+    assert info is not None
+    assert not info.get("auth_required")
+    assert outcome(f"nats://127.0.0.1:{server.port}") == ""
+    assert outcome(f"nats://localhost:{server.port}") == ""
+
+
+def test_not_started_is_refused() -> None:
+    with NatsServer() as never:
+        assert never.info() is None
+        assert outcome(f"nats://127.0.0.1:{never.port}") == "connection refused"
+
+
+@pytest.mark.parametrize("server", [("--user", "app", "--pass", "s3:cr@t")], indirect=True)
+def test_user_and_password(server: NatsServer) -> None:
+    info = server.info()
+    assert info is not None
+    assert info["auth_required"] is True
+    assert outcome(f"nats://app:s3%3Acr%40t@127.0.0.1:{server.port}") == ""
+    assert outcome(f"nats://127.0.0.1:{server.port}", {"user": "app", "password": "s3:cr@t"}) == ""
+    assert outcome(f"nats://app:wrong@127.0.0.1:{server.port}") == (
+        "the server refused the connection: Authorization Violation"
+    )
+    assert outcome(f"nats://127.0.0.1:{server.port}") == (
+        "the server needs credentials: user:password@ or token@ in the address (Authorization Violation)"
+    )
+
+
+@pytest.mark.parametrize("server", [("--auth", "T0KEN")], indirect=True)
+def test_token(server: NatsServer) -> None:
+    assert outcome(f"nats://T0KEN@127.0.0.1:{server.port}") == ""
+    refused = outcome(f"nats://nottoken@127.0.0.1:{server.port}")
+    assert refused == "the server refused the connection: Authorization Violation"
+    assert "needs credentials" in outcome(f"nats://127.0.0.1:{server.port}")
+
+
+def test_lame_duck_mode_is_not_ready() -> None:
+    """A client stays connected so the server lingers in lame duck mode: that client is told `ldm`
+    (the oracle), the server still runs, and a new attempt is not ready."""
+    with NatsServer() as server:
+        server.write("n.conf", b'lame_duck_duration: "30s"\nlame_duck_grace_period: "20s"\n')
+        server.start("-c", str(server.dir / "n.conf"))
+        server.until(lambda: server.info() is not None)
+        assert outcome(f"nats://127.0.0.1:{server.port}") == ""
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as held:
+            held.recv(65536)
+            held.sendall(b'CONNECT {"verbose":false,"protocol":1}\r\nPING\r\n')
+            assert b"PONG" in held.recv(65536)
+            subprocess.run(["nats-server", "--signal", f"ldm={server.pid}"], check=True, timeout=10)
+            told = b""
+            while b'"ldm":true' not in told:
+                told += held.recv(65536)
+            assert server.proc is not None
+            assert server.proc.poll() is None
+            assert server.info() is None
+            assert outcome(f"nats://127.0.0.1:{server.port}") == "connection refused"
+
+
+def test_lame_duck_mode_in_info_is_named() -> None:
+    """What a server in lame duck mode says in INFO, when it still accepts: the server's real INFO,
+    with the flag a server sets, from a peer."""
+    with NatsServer() as server:
+        server.start()
+        server.until(lambda: server.info() is not None)
+        info = server.info()
+        assert info is not None
+    line = b"INFO " + json.dumps(info | {"ldm": True}).encode() + b"\r\n"
+    with ScriptedPeer(line, hold=True) as peer:
+        assert outcome(f"nats://127.0.0.1:{peer.port}") == "the server is in lame duck mode (shutting down)"
+
+
+def test_tls_required_turns_the_connection_to_tls() -> None:
+    with NatsServer() as server:
+        ca, cert, key = certificates(server)
+        server.start("--tls", "--tlscert", str(cert), "--tlskey", str(key))
+        server.until(lambda: server.info() is not None)
+        info = server.info()
+        assert info is not None
+        assert info["tls_required"] is True
+        address = f"nats://127.0.0.1:{server.port}"
+        assert outcome(address, {"ca_file": str(ca)}) == ""
+        assert outcome(f"nats://localhost:{server.port}", {"ca_file": str(ca)}) == ""
+        assert outcome(address, {"skip_tls_verify": True}) == ""
+        assert outcome(address).startswith("TLS failed: CERTIFICATE_VERIFY_FAILED")
+
+
+@pytest.mark.parametrize(
+    ("script", "hold", "reason"),
+    [
+        (b"", True, "no answer within 1s (the server's INFO)"),
+        (b'INFO {"server_id":', False, "the server closed the connection during the server's INFO"),
+        (b"", False, "the server closed the connection during the server's INFO"),
+        (b"\x00\xff garbage\r\n", False, "the server did not start with INFO, so it is not NATS"),
+        (b"INFO " + b"x" * 100_000, True, "the server sent a line longer than 65536 bytes"),
+        (b"INFO {}\r\n", True, "no answer within 1s (the answer to CONNECT and PING)"),
+        (b"INFO {}\r\nPO", False, "the server closed the connection during the answer to CONNECT and PING"),
+    ],
+)
+def test_misbehaving_peers_give_bounded_named_reasons(script: bytes, hold: bool, reason: str) -> None:
+    with ScriptedPeer(script, hold=hold) as peer:
+        assert outcome(f"nats://127.0.0.1:{peer.port}", bound=1.0).startswith(reason)
