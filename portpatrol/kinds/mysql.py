@@ -23,8 +23,9 @@ portpatrol log in half-configured.
 Ready without a user: the server sends its handshake greeting (protocol 10); an ERR packet instead
 (1040 too many connections, 1129 host blocked, 1130 host not allowed) is not ready with the server's
 words and code. With ssl-mode REQUIRED or stricter the TLS handshake must succeed too. The connection is
-then closed without a login; MySQL and MariaDB do not count that against max_connect_errors for loopback,
-but a remote server does count one aborted handshake per successful wait (a later login resets it).
+then closed without a login, as a TCP check would: the server logs it as an aborted connection
+("closed normally without authentication", a warning) and, for a client that is not on loopback, counts
+it towards max_connect_errors (one per wait that ends ready; a later successful login resets it).
 
 Ready with a user: the login succeeds with mysql_native_password or caching_sha2_password (the server
 may switch plugins with an AuthSwitchRequest). caching_sha2_password's full authentication (an account
@@ -171,6 +172,11 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
             "a CA file is only used to verify: set ssl-mode to VERIFY_CA or VERIFY_IDENTITY "
             "(e.g. mysql://db?ssl-mode=VERIFY_CA&ssl-ca=/etc/ssl/db-ca.pem)"
         )
+    if ca_file:
+        try:  # once here, so that a missing or bad file is a configuration error, not a retry
+            tls_context(mode, ca_file)
+        except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
+            raise ValueError(f"the CA file {ca_file!r} cannot be used: {error}") from None
     if password and not user:
         raise ValueError(f"a password needs a user {EXAMPLE}")
     query = block.get("query") or None
@@ -430,7 +436,11 @@ def converse(wire: Wire, settings: Settings) -> None:
         talk.send(
             flags.to_bytes(4, "little") + MAX_PACKET.to_bytes(4, "little") + bytes([UTF8MB4]) + bytes(23)
         )
-        wire.start_tls(tls_context(settings.ssl_mode, settings.ca_file), settings.host)
+        try:
+            context = tls_context(settings.ssl_mode, settings.ca_file)
+        except OSError as error:  # the CA file went away after the start
+            raise NotReady(f"the CA file cannot be used: {error}") from None
+        wire.start_tls(context, settings.host)
     if settings.user is None:
         return
     _login(talk, settings, greeting, flags, tls)

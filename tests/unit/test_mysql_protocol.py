@@ -79,19 +79,19 @@ def test_an_address_with_everything_percent_decoded() -> None:
     assert mysql.describe(got) == "db.example.test:3307 database=my db login=yes tls=REQUIRED query=no"
 
 
-def test_defaults_ipv6_and_the_block_winning() -> None:
+def test_defaults_ipv6_and_the_block_winning(tls_files: tuple[ssl.SSLContext, Path]) -> None:
     got = mysql.parse("mysql://[::1]", {})
     assert (got.host, got.port, got.user, got.ssl_mode) == ("::1", 3306, None, "PREFERRED")
     assert mysql.describe(got) == "[::1]:3306 login=no tls=PREFERRED query=no"
     block = {"user": "u", "password": "a:b@c", "database": "d", "query": "SELECT 1", "ssl_mode": "verify_ca"}
-    got = mysql.parse("mysql://x:y@h/other", {**block, "ca_file": "/ca.pem"})
+    got = mysql.parse("mysql://x:y@h/other", {**block, "ca_file": str(tls_files[1])})
     assert (got.user, got.password, got.database, got.query, got.ssl_mode, got.ca_file) == (
         "u",
         "a:b@c",
         "d",
         "SELECT 1",
         "VERIFY_CA",
-        "/ca.pem",
+        str(tls_files[1]),
     )
     assert "a:b@c" in mysql.secrets(got)
     assert "y" in mysql.secrets(got)
@@ -121,6 +121,14 @@ def test_bad_addresses_say_what_is_wrong_with_an_example(
         mysql.parse(address, block)
     assert "mysql://" in str(caught.value)
     assert "pw" not in str(caught.value).replace("password", "")
+
+
+def test_a_missing_ca_file_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cannot be used"):
+        mysql.parse(f"mysql://h?ssl-mode=VERIFY_CA&ssl-ca={tmp_path / 'missing.pem'}", {})
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    with pytest.raises(ValueError, match="cannot be used"):
+        mysql.parse("mysql://h", {"ssl_mode": "verify_identity", "ca_file": str(tmp_path / "junk.pem")})
 
 
 def test_a_bad_address_never_shows_the_password() -> None:
