@@ -110,6 +110,8 @@ def test_defaults_ipv6_and_the_block_winning(tls_files: tuple[ssl.SSLContext, Pa
         ("mysql://h?ssl-ca=/ca.pem", {}, "VERIFY_CA or VERIFY_IDENTITY"),
         ("mysql://h", {"query": "SELECT 1"}, "give a user"),
         ("mysql://u:%ff%fe@h", {}, "not UTF-8"),
+        ("mysql://u%00x@h", {}, "NUL character"),
+        ("mysql://u@h", {"password": "a\0b"}, "NUL character"),
         ("mysql://::1:3306", {}, "brackets"),
         ("mysql://[nope]:3306", {}, "not an IPv6 address"),
     ],
