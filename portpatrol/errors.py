@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from portpatrol.model import Record, _set
-
-TYPE_CHECKING = False  # collections.abc costs ~1.5 ms to import; its names are only needed by mypy here
-if TYPE_CHECKING:
-    from collections.abc import Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 
-class Problem(Record):
+@dataclass(frozen=True, slots=True)
+class Problem:
     """One thing wrong with the input: where it is, and what to write instead."""
 
-    __slots__ = ("where", "message")  # noqa: RUF023
     where: str
     message: str
-
-    def __init__(self, where: str, message: str) -> None:
-        _set(self, "where", where)
-        _set(self, "message", message)
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}"
@@ -34,6 +27,17 @@ class ConfigError(PortpatrolError):
     def __init__(self, problems: Iterable[Problem]) -> None:
         self.problems = tuple(problems)
         super().__init__("\n".join(map(str, self.problems)))
+
+
+class BadValue(ValueError):
+    """What a kind's parse() raises about one key of its block, so a source can say where:
+    `key` is the path inside the block (("method",) or ("headers", "X-Tag")); `quoted`, whether
+    the source may show the value as written next to the message (never for a secret)."""
+
+    def __init__(self, key: tuple[str | int, ...], message: str, *, quoted: bool = True) -> None:
+        super().__init__(message)
+        self.key = key
+        self.quoted = quoted
 
 
 class NotReady(PortpatrolError):

@@ -20,10 +20,10 @@ from urllib.parse import unquote, urlsplit
 import httpcore
 import httpx
 
-from portpatrol.checks import NotReady, lower_first, net, reason, timed_out
+from portpatrol.checks import NotReady, net, reason, timed_out
 from portpatrol.errors import SetupError
-from portpatrol.model import HttpSpec
-from portpatrol.sources.values import cut
+from portpatrol.kinds.http import Settings as HttpSpec
+from portpatrol.text import cut, lower_first
 
 
 class _Backend(httpcore.NetworkBackend):

@@ -1,84 +1,74 @@
-"""TCP: resolve, connect, close. Nothing is sent.
-
-A target given by IP address needs no lookup, so its attempt is a non-blocking connect that the
-runner's own thread watches with poll() (Connecting): no worker thread and no hand-off per attempt,
-which is most of the idle cost of a thousand waiting targets (docs/performance.md). A name goes to
-a worker: its lookup blocks (checks/net.py). This module uses `_socket`, the C module under
-`socket`: `import socket` brings `enum` and costs ~4 ms of every pod's start-up."""
+"""TCP: ready when a connection is accepted. Nothing is sent. The check, with the runner's
+poll-loop fast path for IP addresses, is checks/tcp.py."""
 
 from __future__ import annotations
 
-import _socket
-import errno
-import time
+from dataclasses import dataclass
 
-from portpatrol.checks import NotReady, describe
+from portpatrol.address import Address, mask_userinfo, split_netloc
+from portpatrol.model import Kind
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
-    from portpatrol.model import TcpSpec
+    from portpatrol.checks.tcp import TcpCheck
+
+NAME = "tcp"
+SCHEMES = ("tcp",)
+DEFAULT_PORT = None  # a TCP address always names its port
+SCHEMA = None  # no block of settings in a config target
+ENV: dict[str, str] = {}
+SECRET_KEYS: frozenset[str] = frozenset()
+_EXAMPLE = "(e.g. db:5432, tcp://db:5432 or [::1]:5432)"
 
 
-class Connecting:
-    """One non-blocking connect. The runner polls `fd` for writability, then asks result()."""
-
-    __slots__ = ("bound", "code", "fd", "sock")
-
-    def __init__(self, family: int, sockaddr: tuple[Any, ...], bound: float) -> None:
-        self.bound = bound
-        self.sock = _socket.socket(family, _socket.SOCK_STREAM | _socket.SOCK_NONBLOCK)
-        try:  # 0 (connected), EINPROGRESS (poll for it), or the reason at once (no route, ...)
-            self.code = self.sock.connect_ex(sockaddr)
-        except OSError:
-            self.sock.close()
-            raise
-        self.fd: int = self.sock.fileno()
-
-    @property
-    def waiting(self) -> bool:
-        return self.code == errno.EINPROGRESS
-
-    def result(self) -> str | None:
-        """Why the connect failed, or None when it succeeded. Closes the socket."""
-        try:
-            code = self.code
-            if code == errno.EINPROGRESS:
-                code = self.sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
-        finally:
-            self.sock.close()
-        return describe(code, self.bound) if code else None
-
-    def close(self) -> None:
-        self.sock.close()
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str
+    port: int
 
 
-class TcpCheck:
-    def __init__(self, spec: TcpSpec, dial_timeout: float) -> None:
-        self.spec = spec
-        self.dial_timeout = dial_timeout
-        self.literal: tuple[int, tuple[Any, ...]] | None = None  # (family, sockaddr) of an IP address
-        try:  # as bytes: a str would go through the idna codec, ~2 ms of imports on first use
-            family, _, _, _, sockaddr = _socket.getaddrinfo(
-                spec.host.encode(), spec.port, 0, _socket.SOCK_STREAM, 0, _socket.AI_NUMERICHOST
-            )[0]
-            # The address as bytes again: connect() then skips converting it on every attempt.
-            self.literal = (family, (str(sockaddr[0]).encode(), *sockaddr[1:]))
-        except (OSError, UnicodeError):
-            pass  # a name
+TcpSpec = Settings  # the name the rest of the code knew it by
 
-    def dial(self) -> Connecting:
-        """A connect for the runner's poll loop, for an IP address (`literal`); a name needs attempt()."""
-        assert self.literal is not None
-        try:
-            return Connecting(*self.literal, self.dial_timeout)
-        except OSError as error:  # no socket at all, e.g. too many open files
-            raise NotReady(describe(error.errno or errno.EIO, self.dial_timeout)) from None
 
-    def attempt(self) -> None:
-        """The whole attempt, blocking, within its bound: for a worker thread."""
-        from portpatrol.checks import net
+def address(scheme: str, rest: str) -> Address:
+    """`host:port`, with or without `tcp://`."""
+    netloc, _, tail = rest.partition("/")
+    if tail:
+        raise ValueError(f"a TCP address has no path {_EXAMPLE}")
+    userinfo, host, port = split_netloc(netloc, _EXAMPLE)
+    if port is None:
+        raise ValueError(f"a TCP address needs a port {_EXAMPLE}")
+    display, secrets = mask_userinfo(userinfo, rest)
+    return Address(Kind.TCP, host, port, None, display, secrets)
 
-        deadline = time.monotonic() + self.dial_timeout
-        net.connect(self.spec.host, self.spec.port, deadline, self.dial_timeout, _socket.socket).close()
+
+def parse(text: str, block: Mapping[str, Any]) -> Settings:
+    found = address("tcp", text.split("://", 1)[-1])
+    assert found.port is not None
+    return Settings(found.host, found.port)
+
+
+def secrets(settings: Settings) -> frozenset[str]:
+    return frozenset()
+
+
+def describe(settings: Settings) -> str:
+    return ""
+
+
+def attempt(settings: Settings, deadline: float, bound: float) -> None:
+    import socket
+
+    from portpatrol.checks import net
+
+    net.connect(settings.host, settings.port, deadline, bound, socket.socket).close()
+
+
+def check(settings: Settings, dial_timeout: float) -> TcpCheck:
+    """The check with the runner's fast path (checks/tcp.py): validate never loads it."""
+    from portpatrol.checks.tcp import TcpCheck
+
+    return TcpCheck(settings, dial_timeout)
