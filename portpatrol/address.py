@@ -7,9 +7,7 @@ by the paths that need them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
-from portpatrol.model import Kind
+from portpatrol.model import Kind, Record, set_fields
 from portpatrol.text import HIDDEN_QUERY_NAME, quote
 
 _DIGITS = "0123456789"
@@ -38,8 +36,10 @@ def scheme(text: str) -> str | None:
     return name if valid else None
 
 
-@dataclass(frozen=True, slots=True)
-class Address:
+class Address(Record):
+    """A record, not a dataclass: on every pod's start-up path (model.Record says why)."""
+
+    __slots__ = ("kind", "host", "port", "url", "display", "secrets")  # noqa: RUF023
     kind: Kind
     host: str  # as written, IPv6 brackets removed; the inferred name
     port: int | None
@@ -47,8 +47,10 @@ class Address:
     display: str  # the address with passwords masked
     secrets: frozenset[str]
 
-    def replace(self, **changes: object) -> Address:
-        return replace(self, **changes)  # type: ignore[arg-type]
+    def __init__(  # noqa: PLR0917 (built positionally by the parsers)
+        self, kind: Kind, host: str, port: int | None, url: str | None, display: str, secrets: frozenset[str]
+    ) -> None:
+        set_fields(self, kind=kind, host=host, port=port, url=url, display=display, secrets=secrets)
 
 
 def url_address(kind: Kind, url: str, default_port: int | None, example: str) -> Address:

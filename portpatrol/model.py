@@ -2,8 +2,54 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+TYPE_CHECKING = False  # typing costs ~2 ms to import; its names are only needed by mypy here
+if TYPE_CHECKING:
+    from typing import Any, ClassVar, Self
+
+
+def set_fields(record: object, **values: object) -> None:
+    """Assigns the fields of an immutable record, in its __init__."""
+    for name, value in values.items():
+        object.__setattr__(record, name, value)
+
+
+class Record:
+    """An immutable value: equality, hash and repr from its fields (its __slots__, in order), as
+    @dataclass(frozen=True, slots=True) gives, for the records on every pod's start-up path (a TCP
+    target from the environment: this module, errors, address, events, kinds/tcp). There,
+    `import dataclasses` (it brings inspect, ast, dis, enum, re, typing) measured 34 ms of
+    importtime on the benchmark machine against a 19 ms budget for the whole start-up (issue 10:
+    2.0x `python -c pass`; docs/performance.md). Records off that path are dataclasses.
+    A subclass lists its fields in __slots__, in the order of its __init__ arguments, and assigns
+    them in __init__ with set_fields()."""
+
+    __slots__: tuple[str, ...] = ()
+    _unshown: tuple[str, ...] = ()  # fields kept out of repr (secrets)
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Record) or type(other) is not type(self):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        shown = (f"{name}={getattr(self, name)!r}" for name in self.__slots__ if name not in self._unshown)
+        return f"{type(self).__qualname__}({', '.join(shown)})"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}: {type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: {type(self).__name__} is immutable")
+
+    def replace(self, **changes: object) -> Self:
+        """A copy with some fields changed, as dataclasses.replace()."""
+        return type(self)(**{name: changes.get(name, getattr(self, name)) for name in self.__slots__})
 
 
 class _KindNames(type):
@@ -39,31 +85,41 @@ class Kind(metaclass=_KindNames):
         return Kind, (self.value,)  # copy and pickle give the same object
 
 
-@dataclass(frozen=True, slots=True)
-class Timing:
+class Timing(Record):
     """Seconds. `interval` is the pause after a failed attempt; `dial_timeout` bounds one attempt;
     a target is ready after `success_threshold` consecutive successful attempts."""
 
-    interval: float = 2.0
-    dial_timeout: float = 1.0
-    success_threshold: int = 1
+    __slots__ = ("interval", "dial_timeout", "success_threshold")  # noqa: RUF023
+    interval: float
+    dial_timeout: float
+    success_threshold: int
+
+    def __init__(self, interval: float = 2.0, dial_timeout: float = 1.0, success_threshold: int = 1) -> None:
+        set_fields(self, interval=interval, dial_timeout=dial_timeout, success_threshold=success_threshold)
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(Record):
     """One thing to wait for. `address` is the display form, with secrets already masked;
     `spec` is its kind's Settings; `secrets` are strings that must never reach a log line
     (nor a repr)."""
 
+    __slots__ = ("name", "address", "spec", "timing", "secrets")  # noqa: RUF023
+    _unshown = ("secrets",)
     name: str
     address: str
     spec: Any  # the Settings of a kind module: portpatrol.kinds.<name>.Settings
-    timing: Timing = Timing()
-    secrets: frozenset[str] = field(default=frozenset(), repr=False)
+    timing: Timing
+    secrets: frozenset[str]
 
-    def replace(self, **changes: Any) -> Target:
-        """A copy with some fields changed."""
-        return replace(self, **changes)
+    def __init__(
+        self,
+        name: str,
+        address: str,
+        spec: Any,
+        timing: Timing = Timing(),  # noqa: B008 (immutable, shared on purpose)
+        secrets: frozenset[str] = frozenset(),
+    ) -> None:
+        set_fields(self, name=name, address=address, spec=spec, timing=timing, secrets=secrets)
 
     @property
     def kind(self) -> Kind:
@@ -78,9 +134,12 @@ class Target:
         return self.timing.dial_timeout + extra
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(Record):
     """Everything to wait for, compiled from every source."""
 
+    __slots__ = ("targets", "timeout")
     targets: tuple[Target, ...]
-    timeout: float | None = None  # the overall deadline in seconds; None waits forever
+    timeout: float | None  # the overall deadline in seconds; None waits forever
+
+    def __init__(self, targets: tuple[Target, ...], timeout: float | None = None) -> None:
+        set_fields(self, targets=targets, timeout=timeout)

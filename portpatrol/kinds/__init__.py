@@ -62,9 +62,8 @@ Adding a kind: its module here, one line in KINDS below, tests, docs (docs/desig
 
 from __future__ import annotations
 
-import importlib
+import sys
 import time
-from dataclasses import dataclass
 
 from portpatrol.address import Address, scheme, url_address
 from portpatrol.model import Kind, Target
@@ -88,12 +87,22 @@ TYPES = tuple(_BY_SCHEME)  # every `type` value, in the registry's order
 
 def module(name: str) -> ModuleType:
     """The kind module that a scheme, a type or a kind's NAME selects."""
-    return importlib.import_module(f"portpatrol.kinds.{_BY_SCHEME.get(name, name)}")
+    return _imported(f"portpatrol.kinds.{_BY_SCHEME.get(name, name)}")
 
 
 def of(target: Target) -> ModuleType:
     """The kind module of a target."""
-    return importlib.import_module(type(target.spec).__module__)
+    return _imported(type(target.spec).__module__)
+
+
+def _imported(name: str) -> ModuleType:
+    # __import__, not importlib.import_module: `import importlib` brings warnings, ~1.5 ms of
+    # every start-up (docs/performance.md).
+    found = sys.modules.get(name)
+    if found is None:
+        __import__(name)
+        found = sys.modules[name]
+    return found
 
 
 def every() -> list[ModuleType]:
@@ -150,13 +159,13 @@ def intended_kind(text: str, check_type: str | None) -> Kind | None:
     return Kind(kinds.pop().upper())
 
 
-@dataclass(frozen=True, slots=True)
 class _Attempts:
     """The check of a kind without a check() hook: each attempt calls its attempt()."""
 
-    kind: Any
-    settings: Any
-    bound: float
+    __slots__ = ("bound", "kind", "settings")
+
+    def __init__(self, kind: Any, settings: Any, bound: float) -> None:
+        self.kind, self.settings, self.bound = kind, settings, bound
 
     def attempt(self) -> None:
         self.kind.attempt(self.settings, time.monotonic() + self.bound, self.bound)

@@ -3,10 +3,8 @@ poll-loop fast path for IP addresses, is checks/tcp.py."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from portpatrol.address import Address, mask_userinfo, split_netloc
-from portpatrol.model import Kind
+from portpatrol.model import Kind, Record, set_fields
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -24,10 +22,15 @@ SECRET_KEYS: frozenset[str] = frozenset()
 _EXAMPLE = "(e.g. db:5432, tcp://db:5432 or [::1]:5432)"
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(Record):
+    """A record, not a dataclass: on every pod's start-up path (model.Record says why)."""
+
+    __slots__ = ("host", "port")
     host: str
     port: int
+
+    def __init__(self, host: str, port: int) -> None:
+        set_fields(self, host=host, port=port)
 
 
 TcpSpec = Settings  # the name the rest of the code knew it by

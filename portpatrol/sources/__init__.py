@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from portpatrol import kinds
 from portpatrol.errors import BadValue, ConfigError, Problem
 from portpatrol.model import Target, Timing
@@ -106,6 +104,6 @@ def distinct_names(targets: list[Target]) -> list[Target]:
                 seen[name] += 1
                 names[index] = f"{name} #{seen[name]}" if numbered else with_port(name, item.spec)
     return [
-        item if name == item.name else replace(item, name=name)
+        item if name == item.name else item.replace(name=name)
         for name, item in zip(names, targets, strict=True)
     ]

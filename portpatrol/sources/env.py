@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from portpatrol import kinds
 from portpatrol.errors import BadValue, ConfigError
-from portpatrol.model import Target, Timing
+from portpatrol.model import Record, Target, Timing, set_fields
 from portpatrol.sources import Collector, settings, target
 from portpatrol.text import mask_secrets, quote, utf8_text
 from portpatrol.values import parse_bool, parse_duration, parse_threshold
@@ -19,10 +17,13 @@ if TYPE_CHECKING:
     T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class LogSettings:
-    format: str | None = None  # text or json; None when not asked for
-    extra_fields: bool = False
+class LogSettings(Record):
+    __slots__ = ("format", "extra_fields")  # noqa: RUF023
+    format: str | None  # text or json; None when not asked for
+    extra_fields: bool
+
+    def __init__(self, format: str | None = None, extra_fields: bool = False) -> None:
+        set_fields(self, format=format, extra_fields=extra_fields)
 
 
 class _Env:

@@ -708,12 +708,17 @@ class _Compiler:
                     f"(from its address{' and type' if check_type else ''})",
                     key=True,
                 )
-        block: dict[str, Any] = {}
+        block: dict[str, Any] | None = {}
+        own = address.kind.value.lower()
         if address.kind is Kind.HTTP and http is not None:
             block = {field.name: getattr(http, field.name) for field in dataclasses.fields(http)}
         elif address.kind is Kind.ICMP and read_timeout is not None:
             block = {"read_timeout": read_timeout}
-        spec = self.settings(address_path, address, resolved.value, block)
+        elif address.kind not in (Kind.HTTP, Kind.ICMP) and own in item:
+            block = self.block((*path, own), item[own], secrets)
+        if block is None:
+            return None
+        spec = self.settings(path, address, resolved.value, block)
         if len(self.problems) > count or spec is None:
             return None
         if resolved.value != template:
@@ -721,23 +726,38 @@ class _Compiler:
         values = {key: found[0] for key, found in timing.items()}
         return target(address, name, Timing(**values), spec, frozenset(secrets))
 
+    def block(self, path: JsonPath, raw: Any, secrets: set[str]) -> dict[str, Any] | None:
+        """A kind's block, its keys checked against the kind's SCHEMA and `${...}` replaced in its
+        strings; the kind's parse() checks the values (a kind's own keys, see kinds/__init__.py)."""
+        found = self.mapping(path, raw, self.target_schema["properties"][str(path[-1])])
+        if found is None:
+            return None
+        block: dict[str, Any] = {}
+        for key, value in found.items():
+            block[key] = value
+            if isinstance(value, str):
+                text = self.interpolate((*path, key), value)
+                if text is None:
+                    return None
+                secrets |= text.secrets
+                block[key] = text.value
+        return block
+
     def settings(self, path: JsonPath, address: Address, written: str, block: dict[str, Any]) -> Any:
-        """The kind's settings, with what the environment adds (e.g. the proxy for the URL)."""
+        """The kind's settings, with what the environment adds (e.g. the proxy for the URL).
+        A kind's BadValue is added at its key in the kind's block."""
         collector = Collector()
+        name = address.kind.value.lower()
 
         def where(error: BadValue) -> str:
-            return ""  # the block's values were checked key by key above
+            key = (*path, name, *error.key)
+            self.add(key, str(error), value=_written(block, error.key) if error.quoted else None)
+            return ""
 
-        spec = settings(
-            kinds.module(address.kind.value.lower()),
-            address.url or written,
-            block,
-            self.environ,
-            collector,
-            where,
-        )
+        spec = settings(kinds.module(name), address.url or written, block, self.environ, collector, where)
         for problem in collector.problems:
-            self.add(path, f"{problem.where}: {problem.message}" if problem.where else problem.message)
+            if problem.where:  # the environment's problems (a proxy variable) are the address's
+                self.add((*path, "address"), f"{problem.where}: {problem.message}")
         return spec
 
     def as_written(
@@ -862,6 +882,17 @@ class _Compiler:
             secrets |= resolved.secrets
             headers.append((name, resolved.value.strip()))
         return tuple(headers)
+
+
+def _written(block: Mapping[str, Any], key: tuple[str | int, ...]) -> str | None:
+    """The value at `key` in a block, when it is text (shown beside a message about it)."""
+    value: Any = block
+    for step in key:
+        try:
+            value = value[step]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value if isinstance(value, str) else None
 
 
 def _hide(message: str, secrets: frozenset[str]) -> str:
