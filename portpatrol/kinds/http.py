@@ -5,13 +5,11 @@ through httpx (checks/http.py): proxies, TLS, methods other than GET and HEAD.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from portpatrol import __version__
 from portpatrol.address import CONTROLS, Address, has_any, is_token, url_address
 from portpatrol.errors import BadValue, ConfigError, Problem
-from portpatrol.model import Kind
-from portpatrol.text import mask_secrets, not_utf8, quote
+from portpatrol.model import Kind, Record, set_fields
+from portpatrol.text import mask_secrets, not_utf8, quote, utf8_text
 from portpatrol.values import parse_bool
 
 TYPE_CHECKING = False
@@ -139,11 +137,14 @@ SCHEMA: dict[str, Any] = {
 _HEADER_CONTROLS = CONTROLS.replace("\t", "")
 
 
-@dataclass(frozen=True, slots=True)
-class StatusCodes:
+class StatusCodes(Record):
     """Inclusive ranges of HTTP status codes, as written (`200,300-302`)."""
 
-    ranges: tuple[tuple[int, int], ...] = ((200, 200),)
+    __slots__ = ("ranges",)
+    ranges: tuple[tuple[int, int], ...]
+
+    def __init__(self, ranges: tuple[tuple[int, int], ...] = ((200, 200),)) -> None:
+        set_fields(self, ranges=ranges)
 
     def __contains__(self, code: object) -> bool:
         return isinstance(code, int) and any(lo <= code <= hi for lo, hi in self.ranges)
@@ -156,14 +157,36 @@ class StatusCodes:
         return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.ranges)
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(Record):
+    """A record, not a dataclass: a plain HTTP wait's start-up pays no `import dataclasses`
+    (model.Record says why)."""
+
+    __slots__ = ("url", "method", "headers", "expected", "skip_tls_verify", "proxy")  # noqa: RUF023
     url: str
-    method: str = "GET"
-    headers: tuple[tuple[str, str], ...] = ()
-    expected: StatusCodes = StatusCodes()
-    skip_tls_verify: bool = False
-    proxy: str | None = None
+    method: str
+    headers: tuple[tuple[str, str], ...]
+    expected: StatusCodes
+    skip_tls_verify: bool
+    proxy: str | None
+
+    def __init__(  # noqa: PLR0917 (built positionally, as a dataclass would be)
+        self,
+        url: str,
+        method: str = "GET",
+        headers: tuple[tuple[str, str], ...] = (),
+        expected: StatusCodes = StatusCodes(),  # noqa: B008 (immutable, shared on purpose)
+        skip_tls_verify: bool = False,
+        proxy: str | None = None,
+    ) -> None:
+        set_fields(
+            self,
+            url=url,
+            method=method,
+            headers=headers,
+            expected=expected,
+            skip_tls_verify=skip_tls_verify,
+            proxy=proxy,
+        )
 
     @property
     def follow_redirects(self) -> bool:
@@ -223,17 +246,11 @@ def environment(settings: Settings, environ: Mapping[str, str]) -> Settings:
         problem = "only http:// and https:// proxies are supported (e.g. http://proxy:3128)"
         raise ConfigError([Problem(where, problem)])
     try:
+        utf8_text(proxy_url, "(e.g. db:5432 or http://api:8080/healthz)")  # as any address
         address(*proxy_url.split("://", 1))
     except ValueError as error:
         raise ConfigError([Problem(where, f"not a proxy URL: {error}")]) from None
-    return Settings(
-        settings.url,
-        settings.method,
-        settings.headers,
-        settings.expected,
-        settings.skip_tls_verify,
-        proxy_url,
-    )
+    return settings.replace(proxy=proxy_url)
 
 
 def secrets(settings: Settings) -> frozenset[str]:
