@@ -56,7 +56,9 @@ class _KindNames(type):
     def __getattr__(cls, name: str) -> Kind:
         """`Kind.TCP`, `Kind.POSTGRES`: the kind of that name, the same object every time."""
         if name.isupper() and not name.startswith("_"):
-            return Kind(name)
+            kind = Kind(name)
+            setattr(cls, name, kind)  # found directly from now on: sources ask per target
+            return kind
         raise AttributeError(name)
 
 

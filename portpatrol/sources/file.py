@@ -700,8 +700,10 @@ class _Compiler:
         if address is None or template is None or resolved is None:
             return None
         for other in kinds.KINDS:  # a block of another kind than the target's
+            if other not in item:
+                continue
             kind = Kind(other.upper())
-            if other in item and address.kind is not kind:
+            if address.kind is not kind:
                 self.add(
                     (*path, other),
                     f"only for {kind.value} targets, and this one is {address.kind.value} "
