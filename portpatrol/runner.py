@@ -8,15 +8,15 @@ report back through a pipe that the same poll() watches. So a thousand targets n
 threads, and an attempt that hangs (within its bound) delays no other target as long as fewer
 attempts hang than there are workers. Events are emitted from this thread only. A signal handler
 that raises in this thread ends the wait at once: workers are daemons, connects are abandoned.
-Only C modules of the standard library here (`_thread`, `_queue`, `select`, `_heapq`): `threading`,
-`queue` and `socket` cost milliseconds of every pod's start-up (docs/performance.md)."""
+The pool's `threading` and `queue` are imported when the first worker is needed: a wait for TCP
+targets given by IP address never pays for them (docs/performance.md)."""
 
 from __future__ import annotations
 
 import os
 import select
 import time
-from _heapq import heappop, heappush
+from heapq import heappop, heappush
 
 from portpatrol.checks import NotReady, timed_out
 from portpatrol.events import AllReady, Event, Failed, GaveUp, Ready, Tick, Waiting
@@ -232,23 +232,23 @@ class _Pool:
     to it after that, whose number could by then belong to another file."""
 
     def __init__(self, checks: list[Check], size: int, clock: Callable[[], float], poll: select.poll) -> None:
-        import _queue
-        import _thread
+        import queue
+        import threading
 
         self.checks = checks
         self.clock = clock
         self.size = size
-        self.jobs: _queue.SimpleQueue[int] = _queue.SimpleQueue()
-        self._results: _queue.SimpleQueue[tuple[int, str | None, float]] = _queue.SimpleQueue()
-        self._empty = _queue.Empty
+        self.jobs: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[tuple[int, str | None, float]] = queue.SimpleQueue()
+        self._empty = queue.Empty
         self._read, self._write = os.pipe()
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
         poll.register(self._read, select.POLLIN)
-        self._lock = _thread.allocate_lock()
+        self._lock = threading.Lock()
         self._running = size
         for _ in range(size):
-            _thread.start_new_thread(self._work, ())
+            threading.Thread(target=self._work, daemon=True).start()
 
     def results(self) -> list[tuple[int, str | None, float]]:
         try:  # noqa: SIM105 (contextlib costs start-up; see the module's docstring)
