@@ -215,6 +215,23 @@ def cold_start(tools: Tools, settings: Settings) -> dict[str, Any]:
                 ("wait-on (npm)", [tools.wait_on, "-t", "5000", url.replace("http:", "http-get:")])
             )
         out["http"] = hyperfine(commands, {"TARGET_ADDRESS": url}, settings, "http")
+        # Issue 10: a config file of one target, and validate of a file of three (TCP, HTTP, ICMP).
+        one = settings.workdir / "one.yaml"
+        one.write_text(f"targets: [{{address: '{address}'}}]\n")
+        three = settings.workdir / "three.yaml"
+        three.write_text(
+            f"targets:\n  - address: '{address}'\n  - address: '{url}'\n"
+            "  - {address: 'icmp://127.0.0.1', icmp: {read_timeout: 2s}}\n"
+        )
+        commands = [
+            floor,
+            ("portpatrol --config (1 target)", [tools.portpatrol, "--config", str(one)]),
+            (
+                "portpatrol validate --config (3 targets)",
+                [tools.portpatrol, "validate", "--config", str(three)],
+            ),
+        ]
+        out["file"] = hyperfine(commands, {}, settings, "file")
     for rows in out.values():
         for row in rows:
             row["x_floor"] = row["median_ms"] / rows[0]["median_ms"]
@@ -737,11 +754,19 @@ def verdicts(results: dict[str, Any]) -> list[list[str]]:
     def add(target: str, figure: str, met: bool) -> None:
         rows.append([target, figure, "yes" if met else "**no**"])
 
-    for kind, bound in (("tcp", 1.5), ("http", 4.0)):
+    # Issue 10's start-up budgets (issue 5 asked 1.5x for TCP; the restructure may spend up to 2.0x).
+    budgets = {
+        ("tcp", "portpatrol"): ("TCP target up, from env", 2.0),
+        ("http", "portpatrol"): ("HTTP target up, from env", 4.0),
+        ("file", "portpatrol --config (1 target)"): ("a one-target config file", 5.0),
+        ("file", "portpatrol validate --config (3 targets)"): ("validate of a 3-target file", 5.0),
+    }
+    for kind in ("tcp", "http", "file"):
         for row in results.get("start", {}).get(kind, []):
-            if row["name"] == "portpatrol":
+            if (kind, row["name"]) in budgets:
+                what, bound = budgets[kind, row["name"]]
                 add(
-                    f"{kind.upper()} target up: ≤ {bound}× `python -c pass`",
+                    f"{what}: ≤ {bound}× `python -c pass`",
                     f"{row['x_floor']:.2f}× (median {row['median_ms']:.0f} ms)",
                     row["x_floor"] <= bound,
                 )
@@ -765,9 +790,9 @@ def verdicts(results: dict[str, Any]) -> list[list[str]]:
             or row["fds_late_mean"] > row["fds_early_mean"] + 2
         )
         add(
-            f"{row['targets']:,} refusing targets idle: < 3% of one core",
+            f"{row['targets']:,} refusing targets idle: ≤ 2% of one core",
             f"{row['cpu_percent']:.2f}%",
-            row["cpu_percent"] < 3,
+            row["cpu_percent"] <= 2,
         )
         add(
             "idle: nothing grows",
@@ -795,12 +820,16 @@ def markdown(results: dict[str, Any], command: str) -> str:
         f"Reproduce: `{command}` (installs its tools, then rewrites this block and the plots).",
         "",
     ]
-    lines += ["### Targets (issue 5) against this run's figures", ""]
+    lines += ["### Targets (issues 5 and 10) against this run's figures", ""]
     lines += table(["target", "figure", "met"], verdicts(results)) if verdicts(results) else ["-", ""]
-    for kind, bound in (("tcp", 1.5), ("http", 4.0)):
-        if not results.get("start"):
-            break
-        lines += [f"### Cold start to exit, {kind.upper()} target already up (target ≤ {bound}× floor)", ""]
+    for kind, title in (
+        ("tcp", "TCP target already up (target ≤ 2.0× floor)"),
+        ("http", "HTTP target already up (target ≤ 4.0× floor)"),
+        ("file", "config files (targets ≤ 5.0× floor)"),
+    ):
+        if kind not in results.get("start", {}):
+            continue
+        lines += [f"### Cold start to exit, {title}", ""]
         lines += table(
             ["command", "median ms", "min ms", "mean ± sd ms", "× floor (median)", "× floor (min)"],
             [

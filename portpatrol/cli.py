@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
 
     class Parser(argparse.ArgumentParser):
         def error(self, message: str) -> NoReturn:
-            from portpatrol.sources.values import cut, printable
+            from portpatrol.text import cut, printable
 
             # argparse echoes an unknown option raw and an invalid value whole: escaped and cut,
             # neither can break the line or flood it.
@@ -187,7 +187,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 def _schema(rest: list[str]) -> int:
     if rest:
         raise ConfigError([Problem("arguments", "schema takes no arguments (usage: portpatrol schema)")])
-    from portpatrol.sources.file import schema_text
+    from portpatrol.schema import schema_text
 
     _print_out(schema_text())
     return EXIT_READY
@@ -217,7 +217,8 @@ def _compile(
     reported at once. `validate` also checks a config file by the published schema itself."""
     from portpatrol import sources
     from portpatrol.sources import env
-    from portpatrol.sources.values import cut, parse_duration, quote
+    from portpatrol.text import cut, quote
+    from portpatrol.values import parse_duration
 
     collector = sources.Collector()
 
@@ -292,23 +293,15 @@ def _compile(
 
 def _validate(plan: Plan) -> int:
     """The resolved plan as a table on standard output; nothing touches the network."""
-    from portpatrol.logs import scrub
-    from portpatrol.model import HttpSpec, IcmpSpec
-    from portpatrol.sources.values import format_duration, printable
+    from portpatrol import kinds
+    from portpatrol.text import printable, scrub
+    from portpatrol.values import format_duration
 
     rows: list[list[str]] = [["NAME", "TYPE", "ADDRESS", "INTERVAL", "DIAL_TIMEOUT", "DETAILS"]]
     for target in plan.targets:
         spec, timing = target.spec, target.timing
-        details = []
-        if isinstance(spec, HttpSpec):
-            details += [spec.method, f"expect {spec.expected}"]
-            details += (
-                ["headers " + ",".join(name for name, _ in spec.headers[1:])] if len(spec.headers) > 1 else []
-            )
-            details += ["skip TLS verify"] if spec.skip_tls_verify else []
-            details += ["via proxy"] if spec.proxy else []
-        elif isinstance(spec, IcmpSpec):
-            details.append(f"read timeout {format_duration(spec.read_timeout)}")
+        described = kinds.of(target).describe(spec)
+        details = [described] if described else []
         if timing.success_threshold > 1:
             details.append(f"{timing.success_threshold} successes")
         row = [target.name, target.kind.value, target.address, format_duration(timing.interval)]
@@ -325,7 +318,7 @@ def _validate(plan: Plan) -> int:
 
 
 def _wait(plan: Plan, settings: LogSettings, args: argparse.Namespace) -> int:
-    from portpatrol import checks
+    from portpatrol import kinds
     from portpatrol.logs import LogWriter, StatusLine
     from portpatrol.runner import Runner
 
@@ -337,7 +330,7 @@ def _wait(plan: Plan, settings: LogSettings, args: argparse.Namespace) -> int:
             sys.stderr, json_lines=settings.format == "json", extra_fields=settings.extra_fields
         )
     runner = Runner(
-        [(target, checks.build(target)) for target in plan.targets],
+        [(target, kinds.build(target)) for target in plan.targets],
         output,
         workers=args.workers,
         jitter=args.jitter,
@@ -368,7 +361,7 @@ def _writable(path: str) -> bool:
 def _report(path: str, runner: Runner, status: int) -> None:
     import json
 
-    from portpatrol.logs import scrub
+    from portpatrol.text import scrub
 
     def entry(item: Progress) -> dict[str, object]:
         target = item.target
@@ -393,7 +386,7 @@ def _report(path: str, runner: Runner, status: int) -> None:
             json.dump(summary, out, indent=2, ensure_ascii=False)
             out.write("\n")
     except OSError as error:
-        from portpatrol.sources.values import cut, printable
+        from portpatrol.text import cut, printable
 
         shown = printable(cut(path, 200))
         print(f"portpatrol: --report {shown}: cannot write: {error.strerror}", file=sys.stderr)
@@ -408,7 +401,7 @@ def _exec(command: list[str], environ: Mapping[str, str]) -> int:
     try:
         os.execvpe(command[0], command, dict(environ))  # noqa: S606 (the user's own command, as given)
     except OSError as error:
-        from portpatrol.sources.values import cut, printable
+        from portpatrol.text import cut, printable
 
         shown = printable(cut(command[0], 200))
         if isinstance(error, FileNotFoundError):

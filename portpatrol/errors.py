@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from portpatrol.model import Record, _set
+from portpatrol.model import Record, set_fields
 
 TYPE_CHECKING = False  # collections.abc costs ~1.5 ms to import; its names are only needed by mypy here
 if TYPE_CHECKING:
@@ -17,8 +17,7 @@ class Problem(Record):
     message: str
 
     def __init__(self, where: str, message: str) -> None:
-        _set(self, "where", where)
-        _set(self, "message", message)
+        set_fields(self, where=where, message=message)
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}"
@@ -34,6 +33,17 @@ class ConfigError(PortpatrolError):
     def __init__(self, problems: Iterable[Problem]) -> None:
         self.problems = tuple(problems)
         super().__init__("\n".join(map(str, self.problems)))
+
+
+class BadValue(ValueError):
+    """What a kind's parse() raises about one key of its block, so a source can say where:
+    `key` is the path inside the block (("method",) or ("headers", "X-Tag")); `quoted`, whether
+    the source may show the value as written next to the message (never for a secret)."""
+
+    def __init__(self, key: tuple[str | int, ...], message: str, *, quoted: bool = True) -> None:
+        super().__init__(message)
+        self.key = key
+        self.quoted = quoted
 
 
 class NotReady(PortpatrolError):

@@ -6,9 +6,10 @@ from __future__ import annotations
 import time
 
 from portpatrol import __version__
+from portpatrol.events import AllReady, Event, Failed, GaveUp, Ready, Tick, Waiting
 from portpatrol.model import Target
-from portpatrol.runner import AllReady, Event, Failed, GaveUp, Ready, Tick, Waiting
-from portpatrol.sources.values import LINE_UNSAFE, format_duration, json_string, printable
+from portpatrol.text import LINE_UNSAFE, json_string, printable, scrub
+from portpatrol.values import format_duration
 
 # Every pod's start-up imports this module (docs/performance.md): no re (~5 ms), json (~6 ms with
 # the re it imports), functools or collections.abc; str methods and plain dicts do their work.
@@ -17,24 +18,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import TextIO
 
-MASK = "***"
 # A text value is quoted when it holds one of these or whitespace (Unicode's, as re's \s).
 _QUOTED = '="' + "".join(map(chr, LINE_UNSAFE))
-_SORTED: dict[frozenset[str], tuple[str, ...]] = {}
-
-
-def scrub(text: str, secrets: frozenset[str]) -> str:
-    for secret in _longest_first(secrets):
-        text = text.replace(secret, MASK)
-    return text
-
-
-def _longest_first(secrets: frozenset[str]) -> tuple[str, ...]:
-    """So a secret containing another is masked whole; sorted once per target, not per field."""
-    found = _SORTED.get(secrets)
-    if found is None:
-        found = _SORTED[secrets] = tuple(sorted(secrets, key=len, reverse=True))
-    return found
 
 
 def elapsed(seconds: float) -> str:

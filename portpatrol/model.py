@@ -1,21 +1,27 @@
-"""The typed values every source compiles into. No I/O here."""
+"""The typed values every source compiles into. No I/O here, and nothing about any one kind."""
 
 from __future__ import annotations
 
 TYPE_CHECKING = False  # typing costs ~2 ms to import; its names are only needed by mypy here
 if TYPE_CHECKING:
-    from typing import ClassVar, Self
+    from typing import Any, ClassVar, Self
 
-_set = object.__setattr__
+
+def set_fields(record: object, **values: object) -> None:
+    """Assigns the fields of an immutable record, in its __init__."""
+    for name, value in values.items():
+        object.__setattr__(record, name, value)
 
 
 class Record:
-    """An immutable value: equality, hash and repr from its fields (its __slots__, in order).
-    What @dataclass(frozen=True, slots=True) gave, without its start-up cost: a dataclass
-    compiles its methods with exec() when its module is imported (~0.4 ms a class here), and
-    `import dataclasses` brings inspect, ast, dis and tokenize (docs/performance.md).
-    A subclass lists its fields in __slots__, in the order of its __init__ arguments (so not
-    sorted), and assigns them in __init__ with _set()."""
+    """An immutable value: equality, hash and repr from its fields (its __slots__, in order), as
+    @dataclass(frozen=True, slots=True) gives, for the records on every pod's start-up path (a TCP
+    target from the environment: this module, errors, address, events, kinds/tcp). There,
+    `import dataclasses` (it brings inspect, ast, dis, enum, re, typing) measured 34 ms of
+    importtime on the benchmark machine against a 19 ms budget for the whole start-up (issue 10:
+    2.0x `python -c pass`; docs/performance.md). Records off that path are dataclasses.
+    A subclass lists its fields in __slots__, in the order of its __init__ arguments, and assigns
+    them in __init__ with set_fields()."""
 
     __slots__: tuple[str, ...] = ()
     _unshown: tuple[str, ...] = ()  # fields kept out of repr (secrets)
@@ -46,20 +52,30 @@ class Record:
         return type(self)(**{name: changes.get(name, getattr(self, name)) for name in self.__slots__})
 
 
-class Kind:
-    """What a target checks: Kind.TCP, Kind.HTTP or Kind.ICMP, compared with `is`; `value` is the
-    name. Three constants rather than an Enum: `import enum` costs ~4 ms, and this module is on
-    every pod's start-up path (docs/performance.md)."""
+class _KindNames(type):
+    def __getattr__(cls, name: str) -> Kind:
+        """`Kind.TCP`, `Kind.POSTGRES`: the kind of that name, the same object every time."""
+        if name.isupper() and not name.startswith("_"):
+            kind = Kind(name)
+            setattr(cls, name, kind)  # found directly from now on: sources ask per target
+            return kind
+        raise AttributeError(name)
+
+
+class Kind(metaclass=_KindNames):
+    """What a target checks, by name: `Kind.TCP`, compared with `is`; `value` is the name.
+    Which kinds exist is the registry's (portpatrol.kinds); this only interns their names."""
 
     __slots__ = ("value",)
     value: str
-    if TYPE_CHECKING:
-        TCP: ClassVar[Kind]
-        HTTP: ClassVar[Kind]
-        ICMP: ClassVar[Kind]
+    _interned: ClassVar[dict[str, Kind]] = {}
 
-    def __init__(self, value: str) -> None:
-        _set(self, "value", value)
+    def __new__(cls, value: str) -> Kind:
+        found = cls._interned.get(value)
+        if found is None:
+            found = cls._interned[value] = super().__new__(cls)
+            object.__setattr__(found, "value", value)
+        return found
 
     def __repr__(self) -> str:
         return f"Kind.{self.value}"
@@ -67,11 +83,8 @@ class Kind:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"cannot assign to {name!r}: Kind is immutable")
 
-    def __reduce__(self) -> str:
-        return f"Kind.{self.value}"  # by name, as an Enum member: copy and pickle give the constant
-
-
-Kind.TCP, Kind.HTTP, Kind.ICMP = Kind("TCP"), Kind("HTTP"), Kind("ICMP")
+    def __reduce__(self) -> tuple[type[Kind], tuple[str]]:
+        return Kind, (self.value,)  # copy and pickle give the same object
 
 
 class Timing(Record):
@@ -84,96 +97,19 @@ class Timing(Record):
     success_threshold: int
 
     def __init__(self, interval: float = 2.0, dial_timeout: float = 1.0, success_threshold: int = 1) -> None:
-        _set(self, "interval", interval)
-        _set(self, "dial_timeout", dial_timeout)
-        _set(self, "success_threshold", success_threshold)
-
-
-class TcpSpec(Record):
-    __slots__ = ("host", "port")
-    host: str
-    port: int
-
-    def __init__(self, host: str, port: int) -> None:
-        _set(self, "host", host)
-        _set(self, "port", port)
-
-
-class StatusCodes(Record):
-    """Inclusive ranges of HTTP status codes, as written (`200,300-302`)."""
-
-    __slots__ = ("ranges",)
-    ranges: tuple[tuple[int, int], ...]
-
-    def __init__(self, ranges: tuple[tuple[int, int], ...] = ((200, 200),)) -> None:
-        _set(self, "ranges", ranges)
-
-    def __contains__(self, code: object) -> bool:
-        return isinstance(code, int) and any(lo <= code <= hi for lo, hi in self.ranges)
-
-    @property
-    def has_redirect(self) -> bool:
-        return any(lo <= 399 and hi >= 300 for lo, hi in self.ranges)
-
-    def __str__(self) -> str:
-        return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.ranges)
-
-
-class HttpSpec(Record):
-    __slots__ = ("url", "method", "headers", "expected", "skip_tls_verify", "proxy")  # noqa: RUF023
-    url: str
-    method: str
-    headers: tuple[tuple[str, str], ...]
-    expected: StatusCodes
-    skip_tls_verify: bool
-    proxy: str | None
-
-    def __init__(  # noqa: PLR0917 (built positionally, as the dataclass it was)
-        self,
-        url: str,
-        method: str = "GET",
-        headers: tuple[tuple[str, str], ...] = (),
-        expected: StatusCodes = StatusCodes(),  # noqa: B008 (immutable, shared on purpose)
-        skip_tls_verify: bool = False,
-        proxy: str | None = None,
-    ) -> None:
-        _set(self, "url", url)
-        _set(self, "method", method)
-        _set(self, "headers", headers)
-        _set(self, "expected", expected)
-        _set(self, "skip_tls_verify", skip_tls_verify)
-        _set(self, "proxy", proxy)
-
-    @property
-    def follow_redirects(self) -> bool:
-        # A 3xx in the expected set must be seen, so redirects are then not followed.
-        return not self.expected.has_redirect
-
-
-class IcmpSpec(Record):
-    __slots__ = ("host", "read_timeout")
-    host: str
-    read_timeout: float
-
-    def __init__(self, host: str, read_timeout: float = 1.0) -> None:
-        _set(self, "host", host)
-        _set(self, "read_timeout", read_timeout)
-
-
-Spec = TcpSpec | HttpSpec | IcmpSpec
-
-_KINDS: dict[type, Kind] = {TcpSpec: Kind.TCP, HttpSpec: Kind.HTTP, IcmpSpec: Kind.ICMP}
+        set_fields(self, interval=interval, dial_timeout=dial_timeout, success_threshold=success_threshold)
 
 
 class Target(Record):
     """One thing to wait for. `address` is the display form, with secrets already masked;
-    `secrets` are strings that must never reach a log line (nor a repr)."""
+    `spec` is its kind's Settings; `secrets` are strings that must never reach a log line
+    (nor a repr)."""
 
     __slots__ = ("name", "address", "spec", "timing", "secrets")  # noqa: RUF023
     _unshown = ("secrets",)
     name: str
     address: str
-    spec: Spec
+    spec: Any  # the Settings of a kind module: portpatrol.kinds.<name>.Settings
     timing: Timing
     secrets: frozenset[str]
 
@@ -181,24 +117,22 @@ class Target(Record):
         self,
         name: str,
         address: str,
-        spec: Spec,
+        spec: Any,
         timing: Timing = Timing(),  # noqa: B008 (immutable, shared on purpose)
         secrets: frozenset[str] = frozenset(),
     ) -> None:
-        _set(self, "name", name)
-        _set(self, "address", address)
-        _set(self, "spec", spec)
-        _set(self, "timing", timing)
-        _set(self, "secrets", secrets)
+        set_fields(self, name=name, address=address, spec=spec, timing=timing, secrets=secrets)
 
     @property
     def kind(self) -> Kind:
-        return _KINDS[type(self.spec)]
+        """The kind whose module defines the settings (portpatrol.kinds.<name>)."""
+        return Kind(type(self.spec).__module__.rpartition(".")[2].upper())
 
     @property
     def bound(self) -> float:
-        """The longest one attempt may take."""
-        extra = self.spec.read_timeout if isinstance(self.spec, IcmpSpec) else 0.0
+        """The longest one attempt may take: dial_timeout, and the settings' own `extra_time`
+        (e.g. ICMP's read timeout) where the kind has one."""
+        extra: float = getattr(self.spec, "extra_time", 0.0)
         return self.timing.dial_timeout + extra
 
 
@@ -210,5 +144,4 @@ class Plan(Record):
     timeout: float | None  # the overall deadline in seconds; None waits forever
 
     def __init__(self, targets: tuple[Target, ...], timeout: float | None = None) -> None:
-        _set(self, "targets", targets)
-        _set(self, "timeout", timeout)
+        set_fields(self, targets=targets, timeout=timeout)

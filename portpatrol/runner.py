@@ -8,19 +8,19 @@ report back through a pipe that the same poll() watches. So a thousand targets n
 threads, and an attempt that hangs (within its bound) delays no other target as long as fewer
 attempts hang than there are workers. Events are emitted from this thread only. A signal handler
 that raises in this thread ends the wait at once: workers are daemons, connects are abandoned.
-Only C modules of the standard library here (`_thread`, `_queue`, `select`, `_heapq`): `threading`,
-`queue` and `socket` cost milliseconds of every pod's start-up (docs/performance.md)."""
+The pool's `threading` and `queue` are imported when the first worker is needed: a wait for TCP
+targets given by IP address never pays for them (docs/performance.md)."""
 
 from __future__ import annotations
 
 import os
 import select
 import time
-from _heapq import heappop, heappush
+from heapq import heappop, heappush
 
 from portpatrol.checks import NotReady, timed_out
-from portpatrol.checks.tcp import TcpCheck
-from portpatrol.model import Record, Target, _set
+from portpatrol.events import AllReady, Event, Failed, GaveUp, Ready, Tick, Waiting
+from portpatrol.model import Target
 
 TYPE_CHECKING = False  # typing costs ~2 ms to import; its names are only needed by mypy here
 if TYPE_CHECKING:
@@ -39,72 +39,6 @@ COALESCE = 0.025
 MAX_CONNECTING = 512
 
 
-class _Event(Record):
-    """Events are matched by position (`case Failed(target, error)`), in __slots__ order."""
-
-    def __init__(self, *values: object) -> None:
-        for name, value in zip(self.__slots__, values, strict=True):
-            _set(self, name, value)
-
-
-class Waiting(_Event):
-    __slots__ = __match_args__ = ("target",)
-    target: Target
-
-    def __init__(self, target: Target) -> None:
-        super().__init__(target)
-
-
-class Failed(_Event):
-    __slots__ = __match_args__ = ("target", "error", "attempt")
-    target: Target
-    error: str
-    attempt: int
-
-    def __init__(self, target: Target, error: str, attempt: int) -> None:  # one per failed attempt: direct
-        _set(self, "target", target)
-        _set(self, "error", error)
-        _set(self, "attempt", attempt)
-
-
-class Ready(_Event):
-    __slots__ = __match_args__ = ("target", "attempts", "elapsed")
-    target: Target
-    attempts: int
-    elapsed: float
-
-    def __init__(self, target: Target, attempts: int, elapsed: float) -> None:
-        super().__init__(target, attempts, elapsed)
-
-
-class AllReady(_Event):
-    __slots__ = __match_args__ = ("count", "elapsed")
-    count: int
-    elapsed: float
-
-    def __init__(self, count: int, elapsed: float) -> None:
-        super().__init__(count, elapsed)
-
-
-class GaveUp(_Event):
-    """The deadline passed before this target was ready."""
-
-    __slots__ = __match_args__ = ("target", "error", "attempts")
-    target: Target
-    error: str | None
-    attempts: int
-
-    def __init__(self, target: Target, error: str | None, attempts: int) -> None:
-        super().__init__(target, error, attempts)
-
-
-class Tick(_Event):
-    """About once a second while nothing else happens, for outputs that show elapsed time."""
-
-    __slots__ = __match_args__ = ()
-
-
-Event = Waiting | Failed | Ready | AllReady | GaveUp | Tick
 TICK = 1.0
 
 
@@ -232,23 +166,26 @@ class Runner:
         return True
 
     def _begin(self, index: int, now: float) -> None:
-        """Starts an attempt: on this thread for a TCP connect to an IP address, else on a worker."""
+        """Starts an attempt: on this thread for a check that dials (a TCP connect to an IP
+        address, see the kind contract), else on a worker."""
         check = self.checks[index]
-        if isinstance(check, TcpCheck) and check.literal is not None:
+        dial = getattr(check, "dial", None)
+        if dial is not None:
             if len(self._connecting) >= MAX_CONNECTING:
                 self._queued.append(index)  # started as soon as a connect ends
                 return
             try:
-                connecting = check.dial()
+                connecting = dial()
             except NotReady as failure:
                 self._outcomes.append((index, str(failure), now))
                 return
+        if dial is not None and connecting is not None:
             if not connecting.waiting:
                 self._outcomes.append((index, connecting.result(), now))
                 return
             self._serial += 1
             self._connecting[connecting.fd] = (index, self._serial, connecting)
-            heappush(self._bounds, (now + check.dial_timeout, self._serial, connecting.fd))
+            heappush(self._bounds, (now + connecting.bound, self._serial, connecting.fd))
             self._poll.register(connecting.fd, select.POLLOUT)
             return
         if self._pool is None:
@@ -295,23 +232,23 @@ class _Pool:
     to it after that, whose number could by then belong to another file."""
 
     def __init__(self, checks: list[Check], size: int, clock: Callable[[], float], poll: select.poll) -> None:
-        import _queue
-        import _thread
+        import queue
+        import threading
 
         self.checks = checks
         self.clock = clock
         self.size = size
-        self.jobs: _queue.SimpleQueue[int] = _queue.SimpleQueue()
-        self._results: _queue.SimpleQueue[tuple[int, str | None, float]] = _queue.SimpleQueue()
-        self._empty = _queue.Empty
+        self.jobs: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[tuple[int, str | None, float]] = queue.SimpleQueue()
+        self._empty = queue.Empty
         self._read, self._write = os.pipe()
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
         poll.register(self._read, select.POLLIN)
-        self._lock = _thread.allocate_lock()
+        self._lock = threading.Lock()
         self._running = size
         for _ in range(size):
-            _thread.start_new_thread(self._work, ())
+            threading.Thread(target=self._work, daemon=True).start()
 
     def results(self) -> list[tuple[int, str | None, float]]:
         try:  # noqa: SIM105 (contextlib costs start-up; see the module's docstring)

@@ -10,7 +10,7 @@ import time
 
 from portpatrol.checks import timed_out
 from portpatrol.errors import NotReady
-from portpatrol.sources.values import cut, printable
+from portpatrol.text import cut, printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -656,6 +656,9 @@ def command_for_anyone(uid: int = 65534) -> Path:
     site = Path(subprocess.run(where, capture_output=True, text=True, check=True).stdout.strip())
     package = Path(portpatrol.__file__).parent
     shutil.copytree(package, site / "portpatrol", ignore=shutil.ignore_patterns("__pycache__"))
+    from portpatrol.schema import SCHEMA_FILE
+
+    shutil.copy2(SCHEMA_FILE, site / "portpatrol" / "portpatrol.schema.json")  # as the wheel has it
     wanted, copied = ["portpatrol"], {"portpatrol"}
     while wanted:  # the runtime requirements, and theirs (extras and absent ones left out)
         for requirement in importlib.metadata.requires(wanted.pop()) or []:

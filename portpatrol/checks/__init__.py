@@ -1,5 +1,6 @@
-"""One module per check type behind one small protocol. A check knows its spec and nothing
-about where it came from; library exceptions become NotReady reasons inside the check."""
+"""What the kinds share to talk to peers: the wording of failures (here), bounded lookups and
+connects (net), and the HTTP clients (plainhttp, http). Library exceptions become NotReady
+reasons inside the kinds."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import errno
 import os
 
 from portpatrol.errors import NotReady as NotReady  # re-exported: every check raises it
-from portpatrol.model import HttpSpec, IcmpSpec, Target
-from portpatrol.sources.values import format_duration
+from portpatrol.text import lower_first as lower_first  # re-exported: net and the kinds word reasons with it
+from portpatrol.values import format_duration
 
 TYPE_CHECKING = False
 
@@ -40,11 +41,6 @@ def describe(code: int, bound: float) -> str:
 _described: dict[int, str] = {}  # errno: its words; a thousand refused connects ask for the same one
 
 
-def lower_first(text: str) -> str:
-    """`Connection refused` -> `connection refused`; `TLS failed` stays."""
-    return text[:1].lower() + text[1:] if text[1:2].islower() else text
-
-
 if TYPE_CHECKING:
     from typing import Protocol
 
@@ -58,24 +54,3 @@ else:
     class Check:
         """At run time only a name for annotations: importing typing for Protocol costs ~2 ms
         of start-up (docs/performance.md). mypy sees the Protocol above."""
-
-
-def build(target: Target) -> Check:
-    """The check for a target. Importing each library only here keeps start-up fast.
-    Raises SetupError when the check cannot run on this machine at all."""
-    spec = target.spec
-    if isinstance(spec, HttpSpec):
-        from portpatrol.checks import plainhttp
-
-        if plainhttp.suits(spec):  # most waits: no need to import httpx (docs/performance.md)
-            return plainhttp.PlainHttpCheck(spec, target.timing.dial_timeout)
-        from portpatrol.checks.http import HttpCheck
-
-        return HttpCheck(spec, target.timing.dial_timeout)
-    if isinstance(spec, IcmpSpec):
-        from portpatrol.checks.icmp import IcmpCheck
-
-        return IcmpCheck(spec, target.timing.dial_timeout)
-    from portpatrol.checks.tcp import TcpCheck
-
-    return TcpCheck(spec, target.timing.dial_timeout)

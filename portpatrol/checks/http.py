@@ -12,7 +12,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import cache
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -20,10 +20,10 @@ from urllib.parse import unquote, urlsplit
 import httpcore
 import httpx
 
-from portpatrol.checks import NotReady, lower_first, net, reason, timed_out
+from portpatrol.checks import NotReady, net, reason, timed_out
 from portpatrol.errors import SetupError
-from portpatrol.model import HttpSpec
-from portpatrol.sources.values import cut
+from portpatrol.kinds.http import Settings as HttpSpec
+from portpatrol.text import cut, lower_first
 
 
 class _Backend(httpcore.NetworkBackend):
@@ -182,20 +182,110 @@ def _basic_credentials(url: str) -> frozenset[str]:
     return frozenset({base64.b64encode(pair.encode()).decode()})
 
 
+# httpcore's errors as httpx's, most specific first (what httpx's own transport does).
+_ERRORS: tuple[tuple[type[Exception], type[httpx.HTTPError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.ProxyError, httpx.ProxyError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+)
+
+
+def _translated(error: Exception) -> Exception:
+    for theirs, ours in _ERRORS:
+        if isinstance(error, theirs):
+            return ours(str(error))
+    return error
+
+
+class _Body(httpx.SyncByteStream):
+    def __init__(self, stream: Iterable[bytes]) -> None:
+        self.stream = stream
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self.stream
+        except Exception as error:
+            raise _translated(error) from error
+
+    def close(self) -> None:
+        close = getattr(self.stream, "close", None)
+        if close is not None:
+            close()
+
+
+class _Transport(httpx.BaseTransport):
+    """httpx's transport interface over an httpcore pool built here: httpx takes no network
+    backend, httpcore's public pools do (ConnectionPool, HTTPProxy)."""
+
+    def __init__(self, pool: httpcore.ConnectionPool) -> None:
+        self.pool = pool
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.SyncByteStream)
+        url = request.url
+        sent = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        try:
+            response = self.pool.handle_request(sent)
+        except Exception as error:
+            raise _translated(error) from error
+        assert isinstance(response.stream, Iterable)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_Body(response.stream),
+            extensions=response.extensions,
+        )
+
+    def close(self) -> None:
+        self.pool.close()
+
+
 @cache
 def _client(verify: bool, proxy: str | None, follow_redirects: bool) -> tuple[httpx.Client, _Backend]:
     """One client per kind of target, not per target: thousands of HTTP targets stay cheap.
     Connections are never reused, so every attempt proves the peer accepts new ones."""
     backend = _Backend(_host_port(httpx.URL(proxy)) if proxy else None)
-    transport = httpx.HTTPTransport(
-        verify=_ssl_context(verify),
-        proxy=proxy,
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
-    )
-    # httpx has no parameter for httpcore's network backend; the pool keeps it here.
-    transport._pool._network_backend = backend
+    pool: httpcore.ConnectionPool
+    if proxy is None:
+        pool = httpcore.ConnectionPool(
+            ssl_context=_ssl_context(verify),
+            max_connections=None,
+            max_keepalive_connections=0,
+            network_backend=backend,
+        )
+    else:
+        via = httpx.Proxy(proxy)  # the URL without its credentials, which go as proxy_auth
+        pool = httpcore.HTTPProxy(
+            proxy_url=httpcore.URL(
+                scheme=via.url.raw_scheme, host=via.url.raw_host, port=via.url.port, target=via.url.raw_path
+            ),
+            proxy_auth=via.raw_auth,
+            proxy_headers=via.headers.raw,
+            ssl_context=_ssl_context(verify),
+            proxy_ssl_context=via.ssl_context,
+            max_connections=None,
+            max_keepalive_connections=0,
+            network_backend=backend,
+        )
     client = httpx.Client(
-        transport=transport,
+        transport=_Transport(pool),
         trust_env=False,  # the source already chose the proxy from the environment
         follow_redirects=follow_redirects,
         max_redirects=10,

@@ -14,7 +14,7 @@ import socket
 import time
 
 from portpatrol.checks import NotReady, net, reason, timed_out
-from portpatrol.model import HttpSpec
+from portpatrol.kinds.http import Settings as HttpSpec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

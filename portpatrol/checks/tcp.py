@@ -18,7 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from portpatrol.model import TcpSpec
+    from portpatrol.kinds.tcp import TcpSpec
 
 
 class Connecting:
@@ -68,9 +68,11 @@ class TcpCheck:
         except (OSError, UnicodeError):
             pass  # a name
 
-    def dial(self) -> Connecting:
-        """A connect for the runner's poll loop, for an IP address (`literal`); a name needs attempt()."""
-        assert self.literal is not None
+    def dial(self) -> Connecting | None:
+        """A connect for the runner's poll loop, for an IP address (`literal`); None for a name,
+        whose lookup blocks: attempt() on a worker."""
+        if self.literal is None:
+            return None
         try:
             return Connecting(*self.literal, self.dial_timeout)
         except OSError as error:  # no socket at all, e.g. too many open files

@@ -29,4 +29,152 @@ The contract of a kind module (`portpatrol/kinds/<name>.py`), every name require
         # `deadline` (a time.monotonic() value); `bound` is the attempt's length, for wording only.
         # Connect with checks.net.connect, talk through wire.Wire, make TLS with tls.context.
         # Imports its heavy dependencies inside, so a run without this kind never loads them.
+
+Optional hooks (a kind defines them only when it needs them):
+
+    class Settings:
+        extra_time: float          # seconds one attempt may take beyond dial_timeout (ICMP's read
+                                   # timeout); Target.bound adds it
+    def address(scheme: str, rest: str) -> portpatrol.address.Address
+        # The address form of the kind when it is not a URL `scheme://host[:port][/path]` (which the
+        # registry parses itself, with DEFAULT_PORT): TCP's bare `db:5432`, ICMP's `icmp://host`.
+        # `rest` is the text after `scheme://` (or all of it when no scheme was written).
+    def environment(settings: Settings, environ: Mapping[str, str]) -> Settings
+        # Settings completed from the process environment (HTTP: the proxy of HTTP_PROXY, NO_PROXY);
+        # raises errors.ConfigError whose problems name the variable.
+    def check(settings: Settings, dial_timeout: float) -> Check
+        # An object whose attempt() makes one attempt, for kinds that keep state from one attempt to
+        # the next (a client, a sequence number, a resolved address). Without it the registry calls
+        # attempt(settings, now + bound, bound). Raises errors.SetupError when the kind cannot run
+        # on this machine at all (ICMP without permission); that is found before the wait starts.
+        # Its optional dial() -> Connecting | None hands the runner's poll loop a non-blocking
+        # connect instead (TCP to an IP address): see kinds/tcp.py.
+
+Blocks from the environment: parse() gets every value as a string (HTTP_HEADERS as
+`Name=value,...`); a kind tells string forms from YAML forms by their type. parse() may raise
+errors.BadValue(key, message) to say which key of the block is wrong (sources then point at it).
+
+A kind without an address (e.g. `command`): its DEFAULT_PORT is None, its SCHEMES empty, a config
+target selects it with `type:`, the registry entry lists its NAME, and parse() gets address "".
+
+Adding a kind: its module here, one line in KINDS below, tests, docs (docs/design.md).
 """
+
+from __future__ import annotations
+
+import sys
+import time
+
+from portpatrol.address import Address, scheme, url_address
+from portpatrol.model import Kind, Target
+from portpatrol.text import quote, utf8_text
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Any
+
+# kind module -> the schemes and `type` values that select it (the module's SCHEMES, checked by a
+# test). Modules are imported only when a target of theirs exists: a TCP wait loads no HTTP code.
+KINDS: dict[str, tuple[str, ...]] = {
+    "tcp": ("tcp",),
+    "http": ("http", "https"),
+    "icmp": ("icmp",),
+}
+_BY_SCHEME = {name: kind for kind, names in KINDS.items() for name in names}
+TYPES = tuple(_BY_SCHEME)  # every `type` value, in the registry's order
+
+
+def module(name: str) -> ModuleType:
+    """The kind module that a scheme, a type or a kind's NAME selects."""
+    return _imported(f"portpatrol.kinds.{_BY_SCHEME.get(name, name)}")
+
+
+def of(target: Target) -> ModuleType:
+    """The kind module of a target."""
+    return _imported(type(target.spec).__module__)
+
+
+def _imported(name: str) -> ModuleType:
+    # __import__, not importlib.import_module: `import importlib` brings warnings, ~1.5 ms of
+    # every start-up (docs/performance.md).
+    found = sys.modules.get(name)
+    if found is None:
+        __import__(name)
+        found = sys.modules[name]
+    return found
+
+
+def every() -> list[ModuleType]:
+    """Every kind module, imported (for the schema and the docs, never for a wait)."""
+    return [module(name) for name in KINDS]
+
+
+def _either(names: tuple[str, ...]) -> str:
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+
+
+TYPE_HINT = f"not a check type (use {_either(TYPES)})"
+
+
+def parse_type(text: str) -> str:
+    """A `type` (TARGET_CHECK_TYPE) as written, checked and lower-cased."""
+    kind = text.strip().lower()
+    if kind not in _BY_SCHEME:
+        raise ValueError(TYPE_HINT)
+    return kind
+
+
+def parse_address(text: str, check_type: str | None, type_key: str) -> Address:
+    """An address in any documented form. `check_type` is an already parsed type, or None;
+    `type_key` names where it came from, for the message when the two contradict."""
+    text = utf8_text(text, "(e.g. db:5432 or http://api:8080/healthz)").strip()
+    written = scheme(text)
+    name = written and written.lower()
+    if name is not None and name not in _BY_SCHEME:
+        raise ValueError(f"unknown scheme {quote(name)} (use {_either(tuple(s + '://' for s in TYPES))})")
+    if name and check_type and _BY_SCHEME[name] != _BY_SCHEME[check_type]:
+        raise ValueError(
+            f"the scheme {quote(name)} contradicts {type_key} {quote(check_type)} "
+            f"(drop one, or make them agree, e.g. {name}://host:port)"
+        )
+    name = name or check_type or "tcp"
+    kind = module(name)
+    rest = text[len(written) + 3 :] if written else text
+    if hasattr(kind, "address"):
+        found: Address = kind.address(name, rest)
+        return found
+    example = f"(e.g. {name}://host:{kind.DEFAULT_PORT or 1234})"
+    return url_address(Kind(kind.NAME.upper()), f"{name}://{rest}", kind.DEFAULT_PORT, example)
+
+
+def intended_kind(text: str, check_type: str | None) -> Kind | None:
+    """The kind an address that did not parse was meant to have, when that is clear: so the
+    variables of that kind can still be checked and every problem reported at once."""
+    written = scheme(text.strip())
+    name = written and written.lower()
+    kinds = {_BY_SCHEME[item] for item in (name, check_type) if item in _BY_SCHEME}
+    if len(kinds) != 1 or (name is not None and name not in _BY_SCHEME):
+        return None
+    return Kind(kinds.pop().upper())
+
+
+class _Attempts:
+    """The check of a kind without a check() hook: each attempt calls its attempt()."""
+
+    __slots__ = ("bound", "kind", "settings")
+
+    def __init__(self, kind: Any, settings: Any, bound: float) -> None:
+        self.kind, self.settings, self.bound = kind, settings, bound
+
+    def attempt(self) -> None:
+        self.kind.attempt(self.settings, time.monotonic() + self.bound, self.bound)
+
+
+def build(target: Target) -> Any:
+    """The check of a target: an object whose attempt() makes one attempt (see the contract).
+    Raises SetupError when the kind cannot run on this machine at all."""
+    kind = of(target)
+    if hasattr(kind, "check"):
+        return kind.check(target.spec, target.timing.dial_timeout)
+    return _Attempts(kind, target.spec, target.bound)

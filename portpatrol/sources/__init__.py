@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from portpatrol import __version__
-from portpatrol.errors import Problem
-from portpatrol.model import HttpSpec, IcmpSpec, Kind, Spec, StatusCodes, Target, TcpSpec, Timing
-from portpatrol.sources.values import Address, mask_secrets, parse_address, quote, select_proxy
+from portpatrol import kinds
+from portpatrol.errors import BadValue, ConfigError, Problem
+from portpatrol.model import Target, Timing
 
 TYPE_CHECKING = False  # typing and collections.abc cost ~2 ms to import; only mypy needs their names
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
-    from typing import TypeVar
+    from types import ModuleType
+    from typing import Any, TypeVar
+
+    from portpatrol.address import Address
 
     T = TypeVar("T")
-
-USER_AGENT = f"portpatrol/{__version__}"
 
 
 class Collector:
@@ -34,53 +34,44 @@ class Collector:
         self.problems.append(Problem(where, message))
 
 
-def http_spec(
-    address: Address,
-    *,
-    method: str,
-    headers: tuple[tuple[str, str], ...],
-    expected: StatusCodes,
-    skip_tls_verify: bool,
+def settings(  # noqa: PLR0917 (each source calls it with its own six things)
+    kind: ModuleType,
+    text: str,
+    block: Mapping[str, Any],
     environ: Mapping[str, str],
     collector: Collector,
-) -> tuple[HttpSpec, frozenset[str]]:
-    """The HTTP spec for an address, with the proxy the environment selects for it.
-    Returns the secrets it holds (header values, proxy passwords) beside it."""
-    assert address.url is not None
-    if not any(name.lower() == "user-agent" for name, _ in headers):
-        headers = (("User-Agent", USER_AGENT), *headers)
-    secrets = frozenset(value for _, value in headers if value and value != USER_AGENT)
-    proxy = select_proxy(address.url, environ)
-    proxy_url = None
-    if proxy is not None:
-        key, proxy_url = proxy
-        where = f"{key}={quote(mask_secrets(environ[key]))}"
-        if proxy_url.partition("://")[0].lower() not in ("http", "https"):
-            collector.add(where, "only http:// and https:// proxies are supported (e.g. http://proxy:3128)")
-        else:
-            try:
-                secrets |= parse_address(proxy_url, None, "").secrets
-            except ValueError as error:
-                collector.add(where, f"not a proxy URL: {error}")
-    spec = HttpSpec(address.url, method, headers, expected, skip_tls_verify, proxy_url)
-    return spec, secrets
+    where: Callable[[BadValue], str],
+) -> Any:
+    """The kind's settings for an address and its block, completed from the environment, or None
+    when something is wrong (each problem added, `where` naming the key's place in the source).
+    A problem of the address itself is not added: parse_address() reported it already."""
+    try:
+        found = kind.parse(text, block)
+    except BadValue as error:
+        collector.add(where(error), str(error))
+        return None
+    except ExceptionGroup as group:
+        for problem in group.exceptions:
+            if isinstance(problem, BadValue):
+                collector.add(where(problem), str(problem))
+        return None
+    except ValueError:
+        return None
+    if hasattr(kind, "environment"):
+        try:
+            found = kind.environment(found, environ)
+        except ConfigError as error:
+            collector.problems += error.problems
+            return None
+    return found
 
 
 def target(
-    address: Address,
-    name: str | None,
-    timing: Timing,
-    spec: Spec | None,
-    secrets: frozenset[str] = frozenset(),
+    address: Address, name: str | None, timing: Timing, spec: Any, secrets: frozenset[str] = frozenset()
 ) -> Target:
-    """A target from its parsed parts; `spec` is needed for HTTP and ICMP, TCP derives it."""
-    if spec is None:
-        assert address.kind is Kind.TCP
-        assert address.port is not None
-        spec = TcpSpec(address.host, address.port)
-    elif address.kind is Kind.ICMP:
-        assert isinstance(spec, IcmpSpec)
-    return Target(name or address.host, address.display, spec, timing, secrets | address.secrets)
+    """A target from its parsed parts, with every secret of its address and its settings."""
+    secrets |= address.secrets | kinds.module(address.kind.value.lower()).secrets(spec)
+    return Target(name or address.host, address.display, spec, timing, secrets)
 
 
 def distinct_names(targets: list[Target]) -> list[Target]:
@@ -91,10 +82,10 @@ def distinct_names(targets: list[Target]) -> list[Target]:
         return list(targets)  # the usual case, without importing collections (start-up time)
     from collections import Counter
 
-    def with_port(name: str, spec: Spec) -> str:
-        if isinstance(spec, TcpSpec):
+    def with_port(name: str, spec: Any) -> str:
+        if isinstance(getattr(spec, "port", None), int):
             return f"{name}:{spec.port}"
-        if isinstance(spec, HttpSpec):
+        if isinstance(getattr(spec, "url", None), str):
             from urllib.parse import urlsplit
 
             parts = urlsplit(spec.url)
@@ -113,6 +104,6 @@ def distinct_names(targets: list[Target]) -> list[Target]:
                 seen[name] += 1
                 names[index] = f"{name} #{seen[name]}" if numbered else with_port(name, item.spec)
     return [
-        item if name == item.name else Target(name, item.address, item.spec, item.timing, item.secrets)
+        item if name == item.name else item.replace(name=name)
         for name, item in zip(names, targets, strict=True)
     ]

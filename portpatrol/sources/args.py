@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from portpatrol.errors import ConfigError
-from portpatrol.model import IcmpSpec, Kind, Spec, StatusCodes, Target, Timing
-from portpatrol.sources import Collector, http_spec, target
-from portpatrol.sources.values import mask_secrets, parse_address, quote
+from portpatrol import kinds
+from portpatrol.errors import BadValue, ConfigError
+from portpatrol.model import Target, Timing
+from portpatrol.sources import Collector, settings, target
+from portpatrol.text import mask_secrets, quote
 
 TYPE_CHECKING = False  # collections.abc costs ~1.5 ms to import; its names are only needed by mypy
 if TYPE_CHECKING:
@@ -19,25 +20,18 @@ def targets(texts: Sequence[str], timing: Timing, environ: Mapping[str, str]) ->
     found: list[Target] = []
     for text in texts:
         try:
-            address = parse_address(text, None, "the check type")
+            address = kinds.parse_address(text, None, "the check type")
         except ValueError as error:  # masking imports re: only for a message, not on every start
             collector.add(f"argument {quote(mask_secrets(text))}", str(error))
             continue
-        spec: Spec | None = None
-        secrets: frozenset[str] = frozenset()
-        if address.kind is Kind.HTTP:
-            spec, secrets = http_spec(
-                address,
-                method="GET",
-                headers=(),
-                expected=StatusCodes(),
-                skip_tls_verify=False,
-                environ=environ,
-                collector=collector,
-            )
-        elif address.kind is Kind.ICMP:
-            spec = IcmpSpec(address.host)
-        found.append(target(address, None, timing, spec, secrets))
+
+        def where(error: BadValue, text: str = text) -> str:
+            return f"argument {quote(mask_secrets(text))}"  # no block: never reached
+
+        kind = kinds.module(address.kind.value.lower())
+        spec = settings(kind, address.url or text, {}, environ, collector, where)
+        if spec is not None:
+            found.append(target(address, None, timing, spec))
     if collector.problems:
         raise ConfigError(collector.problems)
     return found

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from portpatrol.errors import ConfigError
-from portpatrol.model import IcmpSpec, Kind, Record, Spec, StatusCodes, Target, Timing, _set
-from portpatrol.sources import Collector, http_spec, target
-from portpatrol.sources.values import (
-    intended_kind,
-    mask_secrets,
-    parse_address,
-    parse_bool,
-    parse_check_type,
-    parse_duration,
-    parse_headers,
-    parse_method,
-    parse_status_codes,
-    parse_threshold,
-    quote,
-    utf8_text,
-)
+from portpatrol import kinds
+from portpatrol.errors import BadValue, ConfigError
+from portpatrol.model import Record, Target, Timing, set_fields
+from portpatrol.sources import Collector, settings, target
+from portpatrol.text import mask_secrets, quote, utf8_text
+from portpatrol.values import parse_bool, parse_duration, parse_threshold
 
 TYPE_CHECKING = False  # typing and collections.abc cost ~2 ms to import; only mypy needs their names
 if TYPE_CHECKING:
@@ -27,8 +16,6 @@ if TYPE_CHECKING:
 
     T = TypeVar("T")
 
-_SECRET = frozenset({"HTTP_HEADERS"})
-
 
 class LogSettings(Record):
     __slots__ = ("format", "extra_fields")  # noqa: RUF023
@@ -36,8 +23,7 @@ class LogSettings(Record):
     extra_fields: bool
 
     def __init__(self, format: str | None = None, extra_fields: bool = False) -> None:
-        _set(self, "format", format)
-        _set(self, "extra_fields", extra_fields)
+        set_fields(self, format=format, extra_fields=extra_fields)
 
 
 class _Env:
@@ -61,9 +47,9 @@ class _Env:
             self.collector.add(self.where(key), str(error))
             return None
 
-    def where(self, key: str) -> str:
+    def where(self, key: str, secret: bool = False) -> str:
         value = self.environ[key]
-        return key if key in _SECRET else f"{key}={quote(mask_secrets(value))}"
+        return key if secret else f"{key}={quote(mask_secrets(value))}"
 
     def duration(self, key: str, default: float) -> float:
         return self.parse(key, parse_duration) or default
@@ -92,36 +78,25 @@ def targets(environ: Mapping[str, str]) -> list[Target]:
     text = env.get("TARGET_ADDRESS")
     if text is None:
         return []
-    check_type = env.parse("TARGET_CHECK_TYPE", parse_check_type)
-    address = env.parse("TARGET_ADDRESS", lambda t: parse_address(t, check_type, "TARGET_CHECK_TYPE"))
+    check_type = env.parse("TARGET_CHECK_TYPE", kinds.parse_type)
+    address = env.parse("TARGET_ADDRESS", lambda t: kinds.parse_address(t, check_type, "TARGET_CHECK_TYPE"))
     threshold = env.parse("SUCCESS_THRESHOLD", parse_threshold)
     timing = Timing(env.duration("CHECK_INTERVAL", 2.0), env.duration("DIAL_TIMEOUT", 1.0), threshold or 1)
-    kind = address.kind if address else intended_kind(text, check_type)
+    intended = address.kind if address else kinds.intended_kind(text, check_type)
 
-    spec: Spec | None = None
-    secrets: frozenset[str] = frozenset()
-    if kind is Kind.HTTP:
-        method = env.parse("HTTP_METHOD", parse_method)
-        allow = env.boolean("HTTP_ALLOW_DUPLICATE_HEADERS")
-        headers = env.parse("HTTP_HEADERS", lambda t: parse_headers(t, allow))
-        expected = env.parse("HTTP_EXPECTED_STATUS_CODES", parse_status_codes)
-        skip_tls_verify = env.boolean("HTTP_SKIP_TLS_VERIFY")
-        if address is None:  # the address has its own problem; the variables above are checked
-            raise ConfigError(collector.problems)
-        spec, secrets = http_spec(
-            address,
-            method=method or "GET",
-            headers=headers or (),
-            expected=expected or StatusCodes(),
-            skip_tls_verify=skip_tls_verify,
-            environ=environ,
-            collector=collector,
-        )
-    elif kind is Kind.ICMP:
-        read_timeout = env.duration("ICMP_READ_TIMEOUT", 1.0)
-        spec = IcmpSpec(address.host, read_timeout) if address else None
+    spec = None
+    if intended is not None:  # the kind's variables are checked even when the address is wrong
+        kind = kinds.module(intended.value.lower())
+        variables = {key: variable for variable, key in kind.ENV.items()}
+        block = {key: env.get(variable) for variable, key in kind.ENV.items() if env.get(variable)}
+
+        def where(error: BadValue) -> str:
+            return env.where(variables[str(error.key[0])], secret=not error.quoted)
+
+        written = text if address is None else address.url or text
+        spec = settings(kind, written, block, environ, collector, where)
 
     name = env.parse("TARGET_NAME", lambda t: utf8_text(t, "(e.g. orders-db)"))
-    if address is None or collector.problems:
+    if address is None or spec is None or collector.problems:
         raise ConfigError(collector.problems)
-    return [target(address, name, timing, spec, secrets)]
+    return [target(address, name, timing, spec)]

@@ -18,28 +18,18 @@ from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-from portpatrol.errors import ConfigError, Problem
-from portpatrol.logs import scrub
-from portpatrol.model import IcmpSpec, Kind, Plan, Spec, StatusCodes, Target, Timing
-from portpatrol.sources import Collector, http_spec, target
-from portpatrol.sources.values import (
-    Address,
-    cut,
-    mask_secrets,
-    not_utf8,
-    parse_address,
-    parse_duration,
-    parse_method,
-    parse_status_codes,
-    parse_threshold,
-    printable,
-    quote,
-)
+from portpatrol import kinds
+from portpatrol.address import Address
+from portpatrol.errors import BadValue, ConfigError, Problem
+from portpatrol.kinds.http import StatusCodes, parse_method, parse_status_codes
+from portpatrol.model import Kind, Plan, Target, Timing
+from portpatrol.schema import schema_text
+from portpatrol.sources import Collector, settings, target
+from portpatrol.text import cut, mask_secrets, not_utf8, printable, quote, scrub
+from portpatrol.values import parse_duration, parse_threshold
 
 T = TypeVar("T")
 JsonPath = tuple[str | int, ...]
-
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "portpatrol.schema.json"
 
 # `${NAME}`, `${NAME:-default}`, the escape `$${` (a literal `${`), or a malformed `${`.
 _REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
@@ -59,11 +49,6 @@ _ALIAS_ALLOWANCE = 100_000
 # A real config is a few levels deep and well under a megabyte per 10,000 targets.
 _MAX_DEPTH = 32
 _MAX_BYTES = 16 * 1024 * 1024
-
-
-def schema_text() -> str:
-    """The JSON Schema of the config file, as shipped in the package."""
-    return SCHEMA_FILE.read_text(encoding="utf-8")
 
 
 @cache
@@ -398,9 +383,11 @@ class _Text:
 
 @dataclasses.dataclass(slots=True)
 class _Http:
+    """The http block, checked key by key; the keys are the block's (kinds/http.py SCHEMA)."""
+
     method: str
     headers: tuple[tuple[str, str], ...]
-    expected: StatusCodes
+    expected_status_codes: StatusCodes
     skip_tls_verify: bool
 
 
@@ -681,7 +668,7 @@ class _Compiler:
                 (*path, "type"), item["type"], expected="one of " + ", ".join(self.types)
             )
             if check_type is not None and check_type not in self.types:
-                self.add((*path, "type"), "not a check type (use tcp, http, https or icmp)", value=check_type)
+                self.add((*path, "type"), kinds.TYPE_HINT, value=check_type)
                 check_type = None
         secrets = set(shared)
         timing = dict(defaults)
@@ -703,7 +690,7 @@ class _Compiler:
         if resolved is not None:
             secrets |= resolved.secrets
             try:
-                address = parse_address(resolved.value, check_type, "type")
+                address = kinds.parse_address(resolved.value, check_type, "type")
             except ValueError as error:
                 self.add(address_path, _hide(str(error), resolved.secrets), value=template)
         # The settings blocks are checked even when the address is wrong: every problem at once.
@@ -712,25 +699,68 @@ class _Compiler:
         read_timeout = self.icmp_settings(path, item, secrets)
         if address is None or template is None or resolved is None:
             return None
-        for other, kind in (("http", Kind.HTTP), ("icmp", Kind.ICMP)):
-            if other in item and address.kind is not kind:
+        for other in kinds.KINDS:  # a block of another kind than the target's
+            if other not in item:
+                continue
+            kind = Kind(other.upper())
+            if address.kind is not kind:
                 self.add(
                     (*path, other),
                     f"only for {kind.value} targets, and this one is {address.kind.value} "
                     f"(from its address{' and type' if check_type else ''})",
                     key=True,
                 )
-        spec: Spec | None = None
+        block: dict[str, Any] | None = {}
+        own = address.kind.value.lower()
         if address.kind is Kind.HTTP and http is not None:
-            spec = self.http_spec(address_path, address, http, secrets)
-        elif address.kind is Kind.ICMP:
-            spec = IcmpSpec(address.host) if read_timeout is None else IcmpSpec(address.host, read_timeout)
-        if len(self.problems) > count:
+            block = {field.name: getattr(http, field.name) for field in dataclasses.fields(http)}
+        elif address.kind is Kind.ICMP and read_timeout is not None:
+            block = {"read_timeout": read_timeout}
+        elif address.kind not in (Kind.HTTP, Kind.ICMP) and own in item:
+            block = self.block((*path, own), item[own], secrets)
+        if block is None:
+            return None
+        spec = self.settings(path, address, resolved.value, block)
+        if len(self.problems) > count or spec is None:
             return None
         if resolved.value != template:
             address = self.as_written(template, check_type, address, resolved.secrets)
         values = {key: found[0] for key, found in timing.items()}
         return target(address, name, Timing(**values), spec, frozenset(secrets))
+
+    def block(self, path: JsonPath, raw: Any, secrets: set[str]) -> dict[str, Any] | None:
+        """A kind's block, its keys checked against the kind's SCHEMA and `${...}` replaced in its
+        strings; the kind's parse() checks the values (a kind's own keys, see kinds/__init__.py)."""
+        found = self.mapping(path, raw, self.target_schema["properties"][str(path[-1])])
+        if found is None:
+            return None
+        block: dict[str, Any] = {}
+        for key, value in found.items():
+            block[key] = value
+            if isinstance(value, str):
+                text = self.interpolate((*path, key), value)
+                if text is None:
+                    return None
+                secrets |= text.secrets
+                block[key] = text.value
+        return block
+
+    def settings(self, path: JsonPath, address: Address, written: str, block: dict[str, Any]) -> Any:
+        """The kind's settings, with what the environment adds (e.g. the proxy for the URL).
+        A kind's BadValue is added at its key in the kind's block."""
+        collector = Collector()
+        name = address.kind.value.lower()
+
+        def where(error: BadValue) -> str:
+            key = (*path, name, *error.key)
+            self.add(key, str(error), value=_written(block, error.key) if error.quoted else None)
+            return ""
+
+        spec = settings(kinds.module(name), address.url or written, block, self.environ, collector, where)
+        for problem in collector.problems:
+            if problem.where:  # the environment's problems (a proxy variable) are the address's
+                self.add((*path, "address"), f"{problem.where}: {problem.message}")
+        return spec
 
     def as_written(
         self, template: str, check_type: str | None, address: Address, secrets: frozenset[str]
@@ -738,7 +768,7 @@ class _Compiler:
         """The address shown in logs and the inferred name come from the address as written,
         so no interpolated value ends up in them."""
         try:
-            written = parse_address(template, check_type, "type")
+            written = kinds.parse_address(template, check_type, "type")
         except ValueError:
             written = address.replace(display=template, host=_host_of(template), secrets=frozenset())
         display = scrub(written.display, secrets | written.secrets | address.secrets)
@@ -790,23 +820,6 @@ class _Compiler:
         headers = self.headers((*http_path, "headers"), settings.get("headers", _Map(0)), allow, secrets)
         skip = self.boolean((*http_path, "skip_tls_verify"), settings.get("skip_tls_verify", False))
         return _Http(method, headers, expected, skip)
-
-    def http_spec(self, path: JsonPath, address: Address, http: _Http, secrets: set[str]) -> Spec:
-        """The spec, with the proxy the environment selects for the address."""
-        collector = Collector()
-        spec, header_secrets = http_spec(
-            address,
-            method=http.method,
-            headers=http.headers,
-            expected=http.expected,
-            skip_tls_verify=http.skip_tls_verify,
-            environ=self.environ,
-            collector=collector,
-        )
-        for problem in collector.problems:
-            self.add(path, f"{problem.where}: {problem.message}" if problem.where else problem.message)
-        secrets |= header_secrets
-        return spec
 
     def status_codes(self, path: JsonPath, value: Any) -> tuple[StatusCodes, frozenset[str]] | None:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -871,6 +884,17 @@ class _Compiler:
             secrets |= resolved.secrets
             headers.append((name, resolved.value.strip()))
         return tuple(headers)
+
+
+def _written(block: Mapping[str, Any], key: tuple[str | int, ...]) -> str | None:
+    """The value at `key` in a block, when it is text (shown beside a message about it)."""
+    value: Any = block
+    for step in key:
+        try:
+            value = value[step]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value if isinstance(value, str) else None
 
 
 def _hide(message: str, secrets: frozenset[str]) -> str:

@@ -19,9 +19,13 @@ from typing import Any
 import pytest
 import yaml
 
-from portpatrol.model import HttpSpec, IcmpSpec, Kind, TcpSpec
+from portpatrol.kinds import parse_address
+from portpatrol.kinds.http import HttpSpec
+from portpatrol.kinds.icmp import IcmpSpec
+from portpatrol.kinds.tcp import TcpSpec
+from portpatrol.model import Kind
 from portpatrol.sources import env
-from portpatrol.sources.values import parse_address, parse_duration
+from portpatrol.values import parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

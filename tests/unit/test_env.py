@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from portpatrol.errors import ConfigError
-from portpatrol.model import HttpSpec, IcmpSpec, Kind, Target, TcpSpec
+from portpatrol.kinds.http import HttpSpec
+from portpatrol.kinds.icmp import IcmpSpec
+from portpatrol.kinds.tcp import TcpSpec
+from portpatrol.model import Kind, Target
 from portpatrol.sources import env
 from portpatrol.sources.env import LogSettings, log_settings, targets
 

@@ -11,9 +11,13 @@ from pathlib import Path
 import pytest
 
 from portpatrol.errors import ConfigError
-from portpatrol.model import HttpSpec, IcmpSpec, Kind, Plan, StatusCodes, Target, TcpSpec, Timing
-from portpatrol.sources import env, file
-from portpatrol.sources.file import load, loads, schema_text
+from portpatrol.kinds.http import HttpSpec, StatusCodes
+from portpatrol.kinds.icmp import IcmpSpec
+from portpatrol.kinds.tcp import TcpSpec
+from portpatrol.model import Kind, Plan, Target, Timing
+from portpatrol.schema import SCHEMA_FILE, schema_text
+from portpatrol.sources import env
+from portpatrol.sources.file import load, loads
 
 ISSUE_EXAMPLE = """\
 # yaml-language-server: $schema=../schemas/portpatrol.schema.json
@@ -94,7 +98,7 @@ def test_load_reads_a_file(tmp_path: Path) -> None:
 
 
 def test_schema_text_is_the_shipped_schema() -> None:
-    assert schema_text() == (Path(file.__file__).parent.parent / "portpatrol.schema.json").read_text()
+    assert schema_text() == SCHEMA_FILE.read_text()
 
 
 # The same settings through the env source and the file source make the same target.

@@ -27,7 +27,7 @@ import yaml
 from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
-from portpatrol import checks, cli
+from portpatrol import cli, kinds
 from portpatrol.cli import main
 from portpatrol.errors import SetupError
 from portpatrol.model import Plan
@@ -275,7 +275,7 @@ def _build_then_print(plan: Plan) -> int:
     not parse crashed here, after validate had said yes). Building touches no network."""
     for target in plan.targets:
         try:
-            check = checks.build(target)
+            check = kinds.build(target)
         except SetupError:  # ICMP not permitted here: a clean exit 2 in a real run
             continue
         close = getattr(check, "close", None)

@@ -12,10 +12,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portpatrol import logs
-from portpatrol.logs import LogWriter, scrub
-from portpatrol.model import HttpSpec, IcmpSpec, Target, TcpSpec, Timing
-from portpatrol.runner import AllReady, Failed, Ready, Waiting
+from portpatrol.events import AllReady, Failed, Ready, Waiting
+from portpatrol.kinds.http import HttpSpec
+from portpatrol.kinds.icmp import IcmpSpec
+from portpatrol.kinds.tcp import TcpSpec
+from portpatrol.logs import LogWriter
+from portpatrol.model import Target, Timing
 from portpatrol.sources.env import targets
+from portpatrol.text import scrub
 from tests.peers import parse_line
 
 NOW = 1720788281.494  # 2024-07-12T12:44:41.494Z, the README's example time
@@ -231,12 +235,6 @@ def test_quoting_matches_the_old_expression_on_every_code_point() -> None:
 @given(st.text())
 def test_quoting_matches_the_old_expression(value: str) -> None:
     assert logs._needs_quotes(value) == (not value or bool(OLD_NEEDS_QUOTES.search(value)))
-
-
-def test_secrets_are_sorted_once_per_set() -> None:
-    secrets = frozenset({"abc", "abcdef", "xy"})
-    assert logs._longest_first(secrets) == ("abcdef", "abc", "xy")
-    assert logs._longest_first(secrets) is logs._longest_first(frozenset({"xy", "abc", "abcdef"}))
 
 
 def test_the_status_line_cannot_be_driven_by_a_name_or_a_reason() -> None:

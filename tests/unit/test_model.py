@@ -8,7 +8,10 @@ import pickle
 
 import pytest
 
-from portpatrol.model import HttpSpec, IcmpSpec, Kind, Target, TcpSpec
+from portpatrol.kinds.http import HttpSpec
+from portpatrol.kinds.icmp import IcmpSpec
+from portpatrol.kinds.tcp import TcpSpec
+from portpatrol.model import Kind, Target
 
 
 def test_kinds_are_constants_with_their_names_as_values() -> None:

@@ -10,10 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from portpatrol.checks import NotReady, build
+from portpatrol.checks import NotReady
 from portpatrol.checks.http import HttpCheck
 from portpatrol.checks.plainhttp import PlainHttpCheck, split, suits
-from portpatrol.model import HttpSpec, StatusCodes, Target, Timing
+from portpatrol.kinds import build
+from portpatrol.kinds.http import HttpSpec, StatusCodes
+from portpatrol.model import Target, Timing
 
 
 class Recorder:
@@ -149,8 +151,9 @@ def test_build_picks_it_and_httpx_is_not_imported(ok: Recorder) -> None:
     assert isinstance(build(target), PlainHttpCheck)
     code = (
         "import sys\n"
-        "from portpatrol.checks import build\n"
-        "from portpatrol.model import HttpSpec, Target\n"
+        "from portpatrol.kinds import build\n"
+        "from portpatrol.kinds.http import HttpSpec\n"
+        "from portpatrol.model import Target\n"
         f"build(Target('api', 'api', HttpSpec('http://127.0.0.1:{ok.port}/'))).attempt()\n"
         "assert 'httpx' not in sys.modules and 'ssl' not in sys.modules, sorted(sys.modules)\n"
     )

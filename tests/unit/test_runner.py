@@ -16,8 +16,10 @@ from hypothesis import strategies as st
 
 from portpatrol.checks import NotReady
 from portpatrol.checks.tcp import TcpCheck
-from portpatrol.model import Target, TcpSpec, Timing
-from portpatrol.runner import AllReady, Event, Failed, GaveUp, Ready, Runner, Waiting, pause
+from portpatrol.events import AllReady, Event, Failed, GaveUp, Ready, Waiting
+from portpatrol.kinds.tcp import TcpSpec
+from portpatrol.model import Target, Timing
+from portpatrol.runner import Runner, pause
 from tests.peers import TcpListener
 
 

@@ -17,7 +17,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 
 from portpatrol.errors import ConfigError, Problem
-from portpatrol.sources.file import loads, schema_text
+from portpatrol.schema import SCHEMA_FILE, generated_text, schema_text
+from portpatrol.sources.file import loads
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLISHED = ROOT / "schemas" / "portpatrol.schema.json"
@@ -28,9 +29,14 @@ NO_DEFAULT = {"targets", "address", "name", "value"}
 
 
 def test_the_package_ships_the_published_schema() -> None:
-    shipped = ROOT / "portpatrol" / "portpatrol.schema.json"
+    shipped = SCHEMA_FILE  # in a wheel, the same file (pyproject.toml: force-include)
     assert shipped.read_bytes() == PUBLISHED.read_bytes()
     assert schema_text() == PUBLISHED.read_text(encoding="utf-8")
+
+
+def test_the_published_schema_is_the_one_the_code_generates() -> None:
+    """After changing a kind's SCHEMA or the common settings: python -m portpatrol.schema."""
+    assert PUBLISHED.read_text(encoding="utf-8") == generated_text()
 
 
 def test_the_schema_is_valid_draft_2020_12() -> None:

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from portpatrol.model import Kind, StatusCodes
-from portpatrol.sources.values import (
-    format_duration,
-    intended_kind,
-    mask_secrets,
-    parse_address,
-    parse_bool,
-    parse_check_type,
-    parse_duration,
-    parse_headers,
-    parse_method,
-    parse_status_codes,
-    parse_threshold,
-    quote,
-    select_proxy,
-)
+from portpatrol.kinds import intended_kind, parse_address
+from portpatrol.kinds import parse_type as parse_check_type
+from portpatrol.kinds.http import StatusCodes, parse_headers, parse_method, parse_status_codes, select_proxy
+from portpatrol.model import Kind
+from portpatrol.text import mask_secrets, quote
+from portpatrol.values import format_duration, parse_bool, parse_duration, parse_threshold
 
 # --------------------------------------------------------------------------- durations (3)
 

@@ -9,20 +9,101 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import socket
 import struct
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from itertools import count
+from typing import TYPE_CHECKING, Any
 
-from icmplib import ICMPRequest, ICMPv4Socket, ICMPv6Socket
-from icmplib.exceptions import ICMPLibError, SocketBroadcastError, SocketPermissionError
-from icmplib.utils import unique_identifier
+from portpatrol.address import BAD_HOST, Address, has_any
+from portpatrol.checks import NotReady, reason
+from portpatrol.errors import BadValue, SetupError
+from portpatrol.model import Kind
+from portpatrol.text import lower_first
+from portpatrol.values import format_duration, parse_duration
 
-from portpatrol.checks import NotReady, lower_first, net, reason
-from portpatrol.errors import SetupError
-from portpatrol.model import IcmpSpec
-from portpatrol.sources.values import format_duration
+if TYPE_CHECKING:
+    import socket
+
+NAME = "icmp"
+SCHEMES = ("icmp",)
+DEFAULT_PORT = None  # ICMP has no ports
+ENV = {"ICMP_READ_TIMEOUT": "read_timeout"}
+SECRET_KEYS: frozenset[str] = frozenset()
+SCHEMA: dict[str, Any] = {
+    "description": "Settings of an ICMP target; an error on any other type.",
+    "type": "object",
+    "additionalProperties": False,
+    "default": {},
+    "examples": [{"read_timeout": "1s"}],
+    "properties": {
+        "read_timeout": {
+            "description": "How long to wait for the echo reply (like ICMP_READ_TIMEOUT), on top of "
+            "dial_timeout. A duration, e.g. 1s, 500ms. `${VAR}` and `${VAR:-default}` are replaced from "
+            "the environment when the file is loaded.",
+            "$ref": "#/$defs/duration",
+            "examples": ["1s", "500ms"],
+            "default": "1s",
+        }
+    },
+}
+_EXAMPLE = "(e.g. icmp://gateway, icmp://10.0.0.1 or icmp://[::1])"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str
+    read_timeout: float = 1.0
+
+    @property
+    def extra_time(self) -> float:
+        return self.read_timeout
+
+
+IcmpSpec = Settings  # the name the rest of the code knew it by
+
+
+def address(scheme: str, rest: str) -> Address:
+    """`icmp://host`: no port, no path."""
+    host = rest[1:-1] if rest.startswith("[") and rest.endswith("]") else rest
+    if host != rest or ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"an ICMP address takes no port or path {_EXAMPLE}") from None
+    elif not host or has_any(host, BAD_HOST):
+        raise ValueError(f"not a host name or IP address {_EXAMPLE}")
+    return Address(Kind.ICMP, host, None, None, rest, frozenset())
+
+
+def parse(text: str, block: Mapping[str, Any]) -> Settings:
+    """`block["read_timeout"]`: a duration as text (env) or already in seconds (a config file)."""
+    timeout = block.get("read_timeout", 1.0)
+    if isinstance(timeout, str):
+        try:
+            timeout = parse_duration(timeout)
+        except ValueError as error:
+            raise BadValue(("read_timeout",), str(error)) from None
+    return Settings(address("icmp", text.split("://", 1)[-1]).host, timeout)
+
+
+def secrets(settings: Settings) -> frozenset[str]:
+    return frozenset()
+
+
+def describe(settings: Settings) -> str:
+    return f"read timeout {format_duration(settings.read_timeout)}"
+
+
+def attempt(settings: Settings, deadline: float, bound: float) -> None:
+    check(settings, bound).attempt()
+
+
+def check(settings: Settings, dial_timeout: float) -> IcmpCheck:
+    return IcmpCheck(settings, dial_timeout)
+
 
 NOT_PERMITTED = (
     "ICMP is not permitted here: neither an unprivileged ping socket nor a raw socket could be opened. "
@@ -38,6 +119,9 @@ _V6 = (129, {1: "destination unreachable", 3: "time exceeded"})
 @cache
 def raw_socket_needed() -> bool:
     """False when an unprivileged ping socket works, True when only a raw one does."""
+    from icmplib import ICMPv4Socket
+    from icmplib.exceptions import SocketPermissionError
+
     for raw in (False, True):
         try:
             ICMPv4Socket(privileged=raw).close()
@@ -48,23 +132,33 @@ def raw_socket_needed() -> bool:
 
 
 class IcmpCheck:
-    def __init__(self, spec: IcmpSpec, dial_timeout: float) -> None:
+    def __init__(self, spec: Settings, dial_timeout: float) -> None:
         self.spec = spec
         self.dial_timeout = dial_timeout
         self.raw = raw_socket_needed()
         self.sequence = count(1)
 
     def attempt(self) -> None:
+        # icmplib only here: validate and the other kinds never load it.
+        import socket
+
+        from icmplib import ICMPRequest, ICMPv4Socket, ICMPv6Socket
+        from icmplib.exceptions import ICMPLibError, SocketBroadcastError
+        from icmplib.utils import unique_identifier
+
+        from portpatrol.checks import net
+
         infos = net.resolve(self.spec.host, time.monotonic() + self.dial_timeout)
         family, _, _, _, sockaddr = infos[0]
         ip = sockaddr[0]
         sequence = next(self.sequence) % 65536
-        opener = ICMPv6Socket if family == socket.AF_INET6 else ICMPv4Socket
+        v6 = family == socket.AF_INET6
+        opener = ICMPv6Socket if v6 else ICMPv4Socket
         try:
             with opener(privileged=self.raw) as icmp:
                 request = ICMPRequest(destination=ip, id=unique_identifier(), sequence=sequence)
                 icmp.send(request)  # a ping socket's kernel replaces the id; send() reads it back
-                self._receive(icmp.sock, ip, request.id, sequence, family == socket.AF_INET6)
+                self._receive(icmp.sock, ip, request.id, sequence, v6)
         except SocketBroadcastError:
             # icmplib turns every EACCES/EPERM from sendto() into "broadcast is not allowed", but a
             # `prohibit` route or a firewall rule rejecting the packet raise the same errors.

@@ -1,0 +1,84 @@
+"""Text safety, the one place for it: masking secrets, escaping what could end or forge a line
+(control and invisible characters), and cutting long text. Logs, errors, reports and the peer
+text in reasons all go through these."""
+
+from __future__ import annotations
+
+# json.dumps(text, ensure_ascii=False)'s escapes, and more: JSON leaves DEL, the C1 controls (NEL
+# among them) and the Unicode line separators raw; some terminals and log collectors take those
+# as line breaks or commands, so they are escaped too.
+LINE_UNSAFE = (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)  # code points escaped in any line
+_ESCAPES = {c: f"\\u{c:04x}" for c in LINE_UNSAFE}
+_ESCAPES |= {ord(c): "\\" + short for c, short in zip('"\\\b\f\n\r\t', '"\\bfnrt', strict=True)}
+# The same escapes without those of the quote and the backslash: for text shown unquoted (a path).
+_UNQUOTED_ESCAPES = {c: escape for c, escape in _ESCAPES.items() if c not in (ord('"'), ord("\\"))}
+
+MASK = "***"
+# Query parameters whose values are hidden in an address shown (`?token=...`).
+HIDDEN_QUERY_NAME = r"(?i)token|key|secret|pass|pwd|auth|sig|credential|session|code"
+_QUERY_PAIR = r"([?&;]([^=&#;?]*)=)[^&#;]*"
+_SORTED: dict[frozenset[str], tuple[str, ...]] = {}
+
+
+def json_string(text: str) -> str:
+    """`text` as a JSON string literal, with every character that could end or forge a line escaped."""
+    return f'"{text.translate(_ESCAPES)}"'
+
+
+def printable(text: str) -> str:
+    """`text` as json_string escapes it but unquoted: no character in it can break or drive a line."""
+    return text.translate(_UNQUOTED_ESCAPES)
+
+
+def cut(text: str, limit: int) -> str:
+    """`text`, or its first `limit` characters and an ellipsis when it is longer."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def quote(value: str, limit: int = 80) -> str:
+    """A value as it appears in an error line: quoted, escaped, and cut when huge."""
+    return json_string(cut(value, limit))
+
+
+def lower_first(text: str) -> str:
+    """`Connection refused` -> `connection refused`; `TLS failed` stays."""
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text
+
+
+def not_utf8(text: str) -> bool:
+    """Whether `text` holds a lone surrogate: a byte that was not UTF-8, decoded with surrogateescape."""
+    return not text.isascii() and any("\ud800" <= c <= "\udfff" for c in text)
+
+
+def utf8_text(text: str, example: str) -> str:
+    """`text`, unless it holds bytes that are not UTF-8 (lone surrogates, from an environment variable
+    or argument): no host name, URL or header value can hold those, nor a name a report can write."""
+    if not_utf8(text):
+        raise ValueError(f"holds bytes that are not UTF-8 (shown as \\udcXX); write it in UTF-8 {example}")
+    return text
+
+
+def mask_secrets(text: str) -> str:
+    """Text that may hold `scheme://user:password@` or `?token=...`, with user info and the values
+    of token-like query parameters hidden: for messages about addresses that did not even parse."""
+    import re
+
+    text = re.sub(r"(?<=://)[^/?#@\s]*@", MASK + "@", text)
+    return re.sub(
+        _QUERY_PAIR, lambda m: f"{m[1]}{MASK}" if re.search(HIDDEN_QUERY_NAME, m[2]) else m[0], text
+    )
+
+
+def scrub(text: str, secrets: frozenset[str]) -> str:
+    """`text` with every one of `secrets` replaced by the mask."""
+    for secret in _longest_first(secrets):
+        text = text.replace(secret, MASK)
+    return text
+
+
+def _longest_first(secrets: frozenset[str]) -> tuple[str, ...]:
+    """So a secret containing another is masked whole; sorted once per target, not per field."""
+    found = _SORTED.get(secrets)
+    if found is None:
+        found = _SORTED[secrets] = tuple(sorted(secrets, key=len, reverse=True))
+    return found

@@ -1,0 +1,68 @@
+"""The registry and the kind contract (portpatrol/kinds/__init__.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import fields, is_dataclass
+
+import pytest
+
+from portpatrol import kinds
+from portpatrol.model import Target
+
+
+@pytest.mark.parametrize("name", list(kinds.KINDS))
+def test_every_kind_module_follows_the_contract(name: str) -> None:
+    kind = kinds.module(name)
+    assert name == kind.NAME
+    assert kinds.KINDS[name] == kind.SCHEMES  # the registry line lists the module's schemes
+    assert kind.DEFAULT_PORT is None or 1 <= kind.DEFAULT_PORT <= 65535
+    assert kind.SCHEMA is None or kind.SCHEMA["type"] == "object"
+    assert set(kind.SECRET_KEYS) <= set(kind.ENV.values())
+    if kind.SCHEMA is not None:
+        assert set(kind.ENV.values()) <= set(kind.SCHEMA["properties"])
+    for hook in ("parse", "secrets", "describe", "attempt"):
+        assert callable(getattr(kind, hook)), hook
+    try:
+        settings = kind.parse(f"{kind.SCHEMES[0]}://127.0.0.1:1", {})
+    except ValueError:  # a kind without ports (icmp)
+        settings = kind.parse(f"{kind.SCHEMES[0]}://127.0.0.1", {})
+    assert isinstance(settings, kind.Settings)
+    # a frozen slotted dataclass, or a model.Record where start-up pays for it
+    names = [field.name for field in fields(settings)] if is_dataclass(settings) else settings.__slots__
+    assert names
+    with pytest.raises(AttributeError):  # FrozenInstanceError is one
+        settings.__setattr__(names[0], None)
+    assert not hasattr(settings, "__dict__")  # slotted
+    target = Target("t", "t", settings)
+    assert kinds.of(target) is kind
+    assert target.kind.value == name.upper()
+    assert isinstance(kind.describe(settings), str)
+    assert kind.secrets(settings) == frozenset()
+
+
+def test_a_scheme_or_a_type_selects_its_kind() -> None:
+    assert kinds.module("https") is kinds.module("http")
+    assert kinds.parse_address("https://api/x", None, "type").kind.value == "HTTP"
+    assert kinds.parse_type(" ICMP ") == "icmp"
+
+
+def test_a_tcp_wait_loads_no_other_kind_and_validate_no_network_code() -> None:
+    code = (
+        "import sys\n"
+        "from portpatrol.cli import main\n"
+        "main(['validate', '127.0.0.1:1', 'http://127.0.0.1:1/', 'icmp://127.0.0.1'])\n"
+        "tcp_only = main(['validate', '127.0.0.1:1'])\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    modules = set(loaded.stdout.split("\n")[-2].split())
+    network = {"portpatrol.runner", "portpatrol.checks.net", "portpatrol.checks.tcp", "socket", "httpx"}
+    assert not modules & (network | {"icmplib", "portpatrol.checks.http", "portpatrol.checks.plainhttp"})
+    code = "import sys\nfrom portpatrol.sources import env\nenv.targets({'TARGET_ADDRESS': 'db:5432'})\n"
+    code += "print(' '.join(sorted(sys.modules)))\n"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    modules = set(loaded.stdout.split())
+    assert "portpatrol.kinds.tcp" in modules
+    assert not modules & {"portpatrol.kinds.http", "portpatrol.kinds.icmp"}
