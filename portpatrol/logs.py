@@ -176,7 +176,7 @@ class StatusLine:
                 self.reasons[target.name] = scrub(error, target.secrets)
             case Ready(target, _, seconds):
                 self.ready += 1
-                del self.reasons[target.name]
+                self.reasons.pop(target.name, None)  # a name seen twice must not cost the COMMAND
                 self._print(f"✓ {target.name} is ready after {elapsed(seconds)}")
             case GaveUp(target, error):
                 why = scrub(error or "no attempt finished", target.secrets)

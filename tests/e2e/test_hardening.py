@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tests.peers import PORTPATROL, in_netns, run_portpatrol
+from tests.e2e.test_status_line import frames, run_on_tty
+from tests.peers import PORTPATROL, TcpListener, in_netns, run_portpatrol
 
 # --------------------------------------------------------------------------- 1. TCP self-connect
 
@@ -33,3 +36,25 @@ def test_a_connection_to_itself_is_not_ready(address: str, method: str) -> None:
     result = run_portpatrol(env, ["--timeout", "3s"], command=command)
     assert result.code == 124, result.stderr
     assert "connected to itself (nothing listening on that port)" in result.stderr
+
+
+# --------------------------------------------------------------------------- 6. status line names
+
+
+def test_names_that_collide_after_renaming_keep_the_status_line_and_run_the_command(tmp_path: Path) -> None:
+    with TcpListener() as listener:
+        config = tmp_path / "targets.yaml"
+        config.write_text(
+            "targets:\n"
+            f"  - {{name: db, address: '{listener.address}'}}\n"
+            f"  - {{name: db, address: '{listener.address}'}}\n"
+            f"  - {{name: 'db:{listener.port} #2', address: '{listener.address}'}}\n"
+        )
+        run = run_on_tty(["--config", str(config), "--timeout", "10s", "--", "echo", "the command ran"])
+    assert run.code == 0, run.terminal
+    assert run.stdout == "the command ran\n"
+    assert "Traceback" not in run.terminal
+    shown = [line.split("✓ ", 1)[1] for line in frames(run.terminal) if " is ready after " in line]
+    names = {line.split(" is ready after ")[0] for line in shown}
+    assert len(shown) == 3, shown
+    assert len(names) == 3, shown
