@@ -58,3 +58,17 @@ def test_names_that_collide_after_renaming_keep_the_status_line_and_run_the_comm
     names = {line.split(" is ready after ")[0] for line in shown}
     assert len(shown) == 3, shown
     assert len(names) == 3, shown
+
+
+# --------------------------------------------------------------------------- 12. one target, one ready line
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_one_target_ends_with_its_ready_line(log_format: str) -> None:
+    with TcpListener() as first, TcpListener() as second:
+        one = run_portpatrol({"LOG_FORMAT": log_format}, ["--timeout", "10s", first.address])
+        two = run_portpatrol({"LOG_FORMAT": log_format}, ["--timeout", "10s", first.address, second.address])
+    assert one.code == two.code == 0, (one.stderr, two.stderr)
+    assert [record["msg"] for record in one.records][-1] == "127.0.0.1 is ready ✓", one.stderr
+    # The summary is for two or more.
+    assert [record["msg"] for record in two.records][-1] == "All 2 targets are ready", two.stderr

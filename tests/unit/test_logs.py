@@ -117,7 +117,7 @@ def test_no_extra_fields_by_default() -> None:
 
 @pytest.mark.parametrize("extra", [False, True])
 def test_json_lines_have_the_same_keys_and_values(extra: bool) -> None:
-    events: list[object] = [Waiting(TCP), Failed(TCP, 'refused "x"', 1), Ready(TCP, 2, 1.0), AllReady(1, 1.0)]
+    events: list[object] = [Waiting(TCP), Failed(TCP, 'refused "x"', 1), Ready(TCP, 2, 1.0), AllReady(2, 1.0)]
     text = lines(events, extra=extra)
     as_json = lines(events, json_lines=True, extra=extra)
     assert len(text) == len(as_json) == 4
@@ -133,11 +133,13 @@ def test_json_keeps_unicode_readable() -> None:
     assert json.loads(line)["msg"] == "PostgreSQL is ready ✓"
 
 
-def test_all_ready_line() -> None:
-    [line] = lines([AllReady(1, 1.5)])
-    assert parse_line(line)["msg"] == "1 target is ready"
+def test_all_ready_line_is_for_two_or_more() -> None:
+    [line] = lines([AllReady(2, 1.5)])
+    assert parse_line(line)["msg"] == "All 2 targets are ready"
     assert parse_line(line)["elapsed"] == "1.5s"
     assert parse_line(lines([AllReady(3, 0.25)])[0])["msg"] == "All 3 targets are ready"
+    # One target: its own ready line ends the output, in text and JSON (issue 11.12).
+    assert lines([AllReady(1, 1.5)]) == lines([AllReady(1, 1.5)], json_lines=True) == []
 
 
 def test_secrets_scrubbed_everywhere_in_text_and_json() -> None:
