@@ -176,10 +176,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         status = _wait(plan, settings, args)
     except ConfigError as error:
         for problem in error.problems:
-            print(f"portpatrol: {problem}", file=sys.stderr)
+            _say(f"portpatrol: {problem}")  # exit 2 even when nobody reads it
         return EXIT_CONFIG
     except SetupError as error:
-        print(f"portpatrol: {error}", file=sys.stderr)
+        _say(f"portpatrol: {error}")
         return EXIT_CONFIG
     if status != EXIT_READY or not command:
         return status
