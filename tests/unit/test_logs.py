@@ -214,17 +214,21 @@ def test_json_lines_read_as_json_dumps_writes_them(fields: dict[str, str]) -> No
     record = {"time": "2024-07-12T12:44:41.494Z", "level": "INFO", "msg": "msg"}
     record |= {f"f_{key}": value for key, value in fields.items()}
     assert json.loads(line) == record
-    unsafe = re.compile("[\x7f-\x9f\u2028\u2029]")  # json.dumps leaves these raw; the line escapes them
+    # json.dumps leaves these raw; the line escapes them (with bidi and zero-width ones, issue 11.8)
+    unsafe = re.compile("[\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]")
     assert line == unsafe.sub(lambda m: f"\\u{ord(m[0]):04x}", json.dumps(record, ensure_ascii=False))
 
 
-# The expression logs.py used before re left the start-up path; the predicate must agree with it.
-OLD_NEEDS_QUOTES = re.compile(r'[\s="\x00-\x1f\x7f-\x9f\u2028\u2029]')
+# The expression logs.py used before re left the start-up path, with the bidi and zero-width
+# characters that are line-unsafe since issue 11.8; the predicate must agree with it.
+OLD_NEEDS_QUOTES = re.compile(
+    r'[\s="\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]'
+)
 
 
 def test_quoting_matches_the_old_expression_on_every_code_point() -> None:
-    """str.isprintable() is False for more than the expression matched (format characters such as
-    U+200B, private use, unassigned): those stay unquoted, as before; Unicode spaces are quoted."""
+    """str.isprintable() is False for more than the expression matched (private use, unassigned,
+    other format characters): those stay unquoted, as before; Unicode spaces are quoted."""
     every = [chr(code) for code in range(0x110000)]
     assert [c for c in every if logs._needs_quotes(c)] == OLD_NEEDS_QUOTES.findall("".join(every))
     assert [c for c in every if logs._needs_quotes(f"a{c}b")] == OLD_NEEDS_QUOTES.findall("".join(every))
