@@ -26,6 +26,7 @@ else:  # the C module under signal, which imports enum: ~4 ms of every pod's sta
 DEFAULT_WORKERS = 48
 
 EXIT_READY = 0
+EXIT_ERROR = 1  # the wait ended, but what it had to leave behind (the report) could not be
 EXIT_CONFIG = 2
 EXIT_TIMEOUT = 124
 EXIT_CANNOT_EXECUTE = 126
@@ -69,7 +70,8 @@ environment variables (the original PortPatrol's; an empty variable counts as un
   PORTPATROL_CONFIG     the config file, as --config
   PORTPATROL_TIMEOUT    the overall deadline, as --timeout
 
-exit status: 0 ready (or COMMAND's status), 2 invalid configuration or checks cannot run,
+exit status: 0 ready (or COMMAND's status), 1 the report cannot be written or the machine
+refuses the threads or files the wait needs, 2 invalid configuration or checks cannot run,
 124 deadline passed, 126 COMMAND not executable, 127 COMMAND not found,
 130 interrupted (SIGINT), 143 terminated (SIGTERM)."""
 
@@ -114,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
         help="pause after a failed attempt, for TARGET arguments (default: 2s)",
     )
     add("--dial-timeout", metavar="DURATION", help="bound on one attempt, for TARGET arguments (default: 1s)")
-    add("--report", metavar="FILE", help="write a JSON summary per target to FILE when done")
+    add("--report", metavar="FILE", help="write a JSON summary per target to FILE when done (- for stdout)")
     add(
         "--workers",
         type=int,
@@ -174,10 +176,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         status = _wait(plan, settings, args)
     except ConfigError as error:
         for problem in error.problems:
-            print(f"portpatrol: {problem}", file=sys.stderr)
+            _say(f"portpatrol: {problem}")  # exit 2 even when nobody reads it
         return EXIT_CONFIG
     except SetupError as error:
-        print(f"portpatrol: {error}", file=sys.stderr)
+        _say(f"portpatrol: {error}")
         return EXIT_CONFIG
     if status != EXIT_READY or not command:
         return status
@@ -208,6 +210,18 @@ def _print_out(text: str) -> None:
     except OSError as error:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # else exit flushes it again
         raise SetupError(f"standard output: cannot write: {error.strerror or error}") from None
+
+
+def _say(line: str) -> None:
+    """A line on standard error. A reader that has gone must not change the exit status (a
+    BrokenPipeError would end it as 141): the line is lost, and later writes go nowhere."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        try:  # noqa: SIM105 (contextlib costs start-up); else the last flush of stderr exits 120
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+        except (OSError, ValueError):
+            pass
 
 
 def _compile(
@@ -245,12 +259,16 @@ def _compile(
         collector.add(f"--workers={cut(str(args.workers), 20)}", "must be from 1 to 1024 (e.g. 48)")
     if not 0 <= args.jitter <= 1:
         collector.add(f"--jitter={args.jitter}", "must be from 0 (off) to 1 (e.g. 0.1)")
-    if args.report is not None and not _writable(args.report):
+    if args.report is not None and args.report != "-" and not _writable(args.report):
         # Found now, not after a wait of minutes that then cannot say how it went.
         collector.add(
             f"--report={quote(args.report)}",
             "cannot be written: its folder must exist and be writable (e.g. --report /tmp/report.json)",
         )
+    elif args.report not in (None, "-") and os.path.exists(args.report) and not os.path.isfile(args.report):
+        # The report replaces FILE by renaming a new file onto it; a FIFO would also hang the writer.
+        why = "is not a regular file (e.g. --report /tmp/report.json)"
+        collector.add(f"--report={quote(args.report)}", why)
     problems = collector.problems
     settings = LogSettings()
     try:
@@ -344,8 +362,8 @@ def _wait(plan: Plan, settings: LogSettings, args: argparse.Namespace) -> int:
         waiting = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         output.write("WARN", f"Interrupted by {SIGNAL_NAMES[stop.signum]} while waiting for {waiting}")
         status = 128 + stop.signum
-    if args.report:
-        _report(args.report, runner, status)
+    if args.report and not _report(args.report, runner, status) and status == EXIT_READY:
+        return EXIT_ERROR  # a wait that cannot say how it went is no success (nor a COMMAND run)
     return status
 
 
@@ -358,18 +376,20 @@ def _writable(path: str) -> bool:
     return os.path.isdir(folder) and os.access(folder, os.W_OK)
 
 
-def _report(path: str, runner: Runner, status: int) -> None:
+def _report(path: str, runner: Runner, status: int) -> bool:
+    """Writes the report to `path` (`-`: standard output); False, with a line, when it cannot."""
     import json
 
     from portpatrol.text import scrub
 
     def entry(item: Progress) -> dict[str, object]:
         target = item.target
-        error = None if item.last_error is None else scrub(item.last_error, target.secrets)
+        ready = item.ready_after is not None  # an earlier attempt's error is not a ready target's state
+        error = None if item.last_error is None or ready else scrub(item.last_error, target.secrets)
         return {
             "name": scrub(target.name, target.secrets),
             "type": target.kind.value,
-            "address": target.address,
+            "address": scrub(target.address, target.secrets),
             "ready": item.ready_after is not None,
             "attempts": item.attempts,
             "time_to_ready": None if item.ready_after is None else round(item.ready_after, 3),
@@ -381,15 +401,33 @@ def _report(path: str, runner: Runner, status: int) -> None:
         "exit_status": status,
         "targets": [entry(p) for p in runner.progress],
     }
+    text = json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
+    if path == "-":
+        try:
+            _print_out(text)
+        except (SetupError, BrokenPipeError):
+            return False
+        return True
+    # A new file renamed onto FILE: a reader sees the old report or the new one, never half of one.
+    # Beside the file a symbolic link points to, so the link stays and the rename stays in one folder.
+    real = os.path.realpath(path)
+    temporary = os.path.join(os.path.dirname(real), f".{os.path.basename(real)}.{os.getpid()}.tmp")
     try:
-        with open(path, "w", encoding="utf-8") as out:
-            json.dump(summary, out, indent=2, ensure_ascii=False)
-            out.write("\n")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask decides, as open()
+        try:
+            with open(fd, "w", encoding="utf-8") as out:
+                out.write(text)
+            os.replace(temporary, real)
+        except BaseException:
+            os.unlink(temporary)
+            raise
     except OSError as error:
         from portpatrol.text import cut, printable
 
         shown = printable(cut(path, 200))
-        print(f"portpatrol: --report {shown}: cannot write: {error.strerror}", file=sys.stderr)
+        _say(f"portpatrol: --report {shown}: cannot write: {error.strerror or error}")
+        return False
+    return True
 
 
 def _exec(command: list[str], environ: Mapping[str, str]) -> int:

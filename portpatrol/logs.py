@@ -61,9 +61,8 @@ class LogWriter:
             case GaveUp(target, error, attempts):
                 fields = {"error": error or "no attempt finished", "attempts": str(attempts)}
                 write("ERROR", f"{target.name} did not become ready in time ✗", target, **fields)
-            case AllReady(count, seconds):
-                msg = "1 target is ready" if count == 1 else f"All {count} targets are ready"
-                write("INFO", msg, elapsed=elapsed(seconds))
+            case AllReady(count, seconds) if count > 1:  # one target's own ready line ends its output
+                write("INFO", f"All {count} targets are ready", elapsed=elapsed(seconds))
 
     def write(self, level: str, msg: str, target: Target | None = None, **fields: str) -> None:
         """One line, written at once (with any event lines still pending before it)."""
@@ -161,7 +160,7 @@ class StatusLine:
                 self.reasons[target.name] = scrub(error, target.secrets)
             case Ready(target, _, seconds):
                 self.ready += 1
-                del self.reasons[target.name]
+                self.reasons.pop(target.name, None)  # a name seen twice must not cost the COMMAND
                 self._print(f"✓ {target.name} is ready after {elapsed(seconds)}")
             case GaveUp(target, error):
                 why = scrub(error or "no attempt finished", target.secrets)

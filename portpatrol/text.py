@@ -8,6 +8,9 @@ from __future__ import annotations
 # among them) and the Unicode line separators raw; some terminals and log collectors take those
 # as line breaks or commands, so they are escaped too.
 LINE_UNSAFE = (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)  # code points escaped in any line
+# Bidirectional overrides and isolates, zero-width characters and the byte order mark: they reorder or
+# hide what a line shows (a peer's `\u202e` turns a reason around), so they are escaped too.
+LINE_UNSAFE += (*range(0x200B, 0x2010), *range(0x202A, 0x202F), 0x2060, *range(0x2066, 0x206A), 0xFEFF)
 _ESCAPES = {c: f"\\u{c:04x}" for c in LINE_UNSAFE}
 _ESCAPES |= {ord(c): "\\" + short for c, short in zip('"\\\b\f\n\r\t', '"\\bfnrt', strict=True)}
 # The same escapes without those of the quote and the backslash: for text shown unquoted (a path).

@@ -624,11 +624,50 @@ def unprivileged_can_run(uid: int = 65534) -> str | None:
 
 
 def _cannot_run(command: Path, uid: int) -> str | None:
-    probe = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", str(command), "--version"]
+    # Through env, as the tests run it: setpriv's own exec of a script was seen to succeed where
+    # env's exec of it as the same user was denied (an interpreter under root's home).
+    probe = [
+        "setpriv",
+        f"--reuid={uid}",
+        f"--regid={uid}",
+        "--clear-groups",
+        "env",
+        "-i",
+        str(command),
+        "--version",
+    ]
     done = subprocess.run(probe, capture_output=True, timeout=30, check=False, env=minimal_env())
     if done.returncode == 0:
         return None
     return (done.stderr.decode(errors="replace").strip().splitlines() or [f"exit {done.returncode}"])[-1]
+
+
+def _interpreter_for(uid: int) -> str:
+    """A Python of this one's version that `uid` can run: this one's own base, or else Debian's.
+    A Python installed under root's home (pyenv's) is out of that user's reach, and so is the
+    copy's interpreter when it links there; the version must match, as the compiled dependencies
+    copied beside portpatrol are built for it."""
+    version = "{}.{}".format(*sys.version_info[:2])
+    candidates = [getattr(sys, "_base_executable", sys.executable), "/usr/bin/python3"]
+    for candidate in candidates:
+        probe = [
+            "setpriv",
+            f"--reuid={uid}",
+            f"--regid={uid}",
+            "--clear-groups",
+            "env",
+            "-i",
+            candidate,
+            "-c",
+        ]
+        probe.append("import sys; print('%d.%d' % sys.version_info[:2])")
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=30, check=False, cwd="/")
+        if done.returncode == 0 and done.stdout.strip() == version:
+            return candidate
+    raise AssertionError(
+        f"uid {uid} can run no Python {version} of {candidates}: install Debian's python3 (apt-get install "
+        f"python3) or run the tests with a Python {version} outside root's home"
+    )
 
 
 @functools.cache
@@ -646,10 +685,10 @@ def command_for_anyone(uid: int = 65534) -> Path:
 
     import portpatrol
 
+    base = _interpreter_for(uid)
     home = Path(tempfile.mkdtemp(prefix="portpatrol-anyone-"))
     home.chmod(0o755)
     atexit.register(shutil.rmtree, home, True)
-    base = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base, "-m", "venv", "--without-pip", str(home)], check=True, timeout=120)
     python = home / "bin" / "python3"
     where = [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]

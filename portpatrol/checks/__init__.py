@@ -4,6 +4,7 @@ reasons inside the kinds."""
 
 from __future__ import annotations
 
+import _socket
 import errno
 import os
 
@@ -39,6 +40,18 @@ def describe(code: int, bound: float) -> str:
 
 
 _described: dict[int, str] = {}  # errno: its words; a thousand refused connects ask for the same one
+
+# A connect to a port of this machine's ephemeral range, with nothing listening on it, can be given
+# that very port as its own and meet itself (TCP simultaneous open): connected, to nobody. As Go's
+# dialer, every path that connects treats a socket whose two ends are one address as a failure.
+SELF_CONNECT = "connected to itself (nothing listening on that port)"
+
+
+def connected_to_itself(sock: _socket.socket) -> bool:
+    try:
+        return bool(sock.getsockname() == sock.getpeername())
+    except OSError:  # not connected after all (reset at once): the next use says why
+        return False
 
 
 if TYPE_CHECKING:

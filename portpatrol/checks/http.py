@@ -6,6 +6,7 @@ the time left until the attempt's deadline, and resolves names through the bound
 
 from __future__ import annotations
 
+import ast
 import base64
 import re
 import socket
@@ -171,6 +172,9 @@ def _host_port(url: httpx.URL) -> tuple[str, int]:
 # h11 quotes what the peer sent when it cannot parse it ("illegal status line: bytearray(b'...')").
 # Those bytes are the peer's to choose and may echo our own request, credentials included.
 _PEER_BYTES = re.compile(r":?\s*(?:bytearray\()?b['\"].*", re.DOTALL)
+# httpx shows a bad character of a URL (a redirect's Location) as Python's repr (`'\x01'`): the
+# character itself is put back, and the line's own escaping shows it (`\u0001`).
+_REPR_CHARS = re.compile(r"'(?:\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[\\'nrt]))+'")
 
 
 def _basic_credentials(url: str) -> frozenset[str]:
@@ -318,6 +322,7 @@ class HttpCheck:
     def _reason(self, error: httpx.HTTPError) -> str:
         """The library's words for a failure, without the peer's bytes or any credential."""
         text = _PEER_BYTES.sub("", str(error)).rstrip(".")
+        text = _REPR_CHARS.sub(lambda found: str(ast.literal_eval(found[0])), text)
         for secret in self.hidden:
             text = text.replace(secret, "***")
         text = cut(text, 300)  # a reason phrase is the peer's to choose

@@ -15,7 +15,7 @@ import _thread
 import time
 
 # The wording of reasons is shared by every check (checks/__init__.py).
-from portpatrol.checks import NotReady, lower_first, reason, timed_out
+from portpatrol.checks import SELF_CONNECT, NotReady, connected_to_itself, lower_first, reason, timed_out
 
 TYPE_CHECKING = False  # typing costs ~2 ms to import; its names are only needed by mypy here
 if TYPE_CHECKING:
@@ -124,6 +124,10 @@ def connect(
         except OSError as error:
             sock.close()
             reasons[_show(family, peer[0], port)] = reason(error, bound)
+            continue
+        if connected_to_itself(sock):
+            sock.close()
+            reasons[_show(family, peer[0], port)] = SELF_CONNECT
             continue
         return sock
     if not reasons:

@@ -12,7 +12,7 @@ import _socket
 import errno
 import time
 
-from portpatrol.checks import NotReady, describe
+from portpatrol.checks import SELF_CONNECT, NotReady, connected_to_itself, describe
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,6 +46,8 @@ class Connecting:
             code = self.code
             if code == errno.EINPROGRESS:
                 code = self.sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
+            if not code and connected_to_itself(self.sock):
+                return SELF_CONNECT
         finally:
             self.sock.close()
         return describe(code, self.bound) if code else None

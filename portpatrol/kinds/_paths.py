@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from portpatrol.sources.values import quote
+from portpatrol.text import quote
 
 
 def path_of(address: str, scheme: str, example: str) -> str:

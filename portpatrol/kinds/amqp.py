@@ -96,7 +96,8 @@ class Settings:
 def parse(address: str, block: Mapping[str, Any]) -> Settings:
     from urllib.parse import urlsplit
 
-    from portpatrol.sources.values import _split_netloc, parse_bool
+    from portpatrol.address import split_netloc
+    from portpatrol.values import parse_bool
 
     try:
         parts = urlsplit(address)
@@ -107,7 +108,7 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
         raise ValueError(f"an AMQP address starts with amqp:// or amqps:// {EXAMPLE}")
     if parts.fragment:
         raise ValueError(f"an AMQP address has no #fragment {EXAMPLE}")
-    userinfo, host, port = _split_netloc(parts.netloc, EXAMPLE)
+    userinfo, host, port = split_netloc(parts.netloc, EXAMPLE)
     tls = scheme == "amqps"
     user: str | None = None
     password = ""
@@ -164,7 +165,7 @@ def secrets(settings: Settings) -> frozenset[str]:
 
 
 def describe(settings: Settings) -> str:
-    from portpatrol.sources.values import printable
+    from portpatrol.text import printable
 
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     vhost = printable(settings.vhost) if settings.vhost else '""'

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 from portpatrol.checks import reason
 from portpatrol.errors import NotReady
-from portpatrol.sources.values import format_duration, quote
+from portpatrol.text import quote
+from portpatrol.values import format_duration
 from portpatrol.wire import peer_text
 
 TYPE_CHECKING = False

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 from portpatrol.checks import reason, timed_out
 from portpatrol.errors import NotReady
-from portpatrol.sources.values import printable, quote
+from portpatrol.text import printable, quote
 from portpatrol.wire import peer_text
 
 TYPE_CHECKING = False

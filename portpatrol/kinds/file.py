@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from portpatrol.checks import describe as errno_words
 from portpatrol.errors import NotReady
 from portpatrol.kinds._paths import path_of
-from portpatrol.sources.values import parse_bool, printable
+from portpatrol.text import printable
+from portpatrol.values import parse_bool
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

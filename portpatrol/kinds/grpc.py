@@ -22,8 +22,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from portpatrol.address import split_netloc
 from portpatrol.errors import NotReady
-from portpatrol.sources.values import _split_netloc, parse_bool, quote
+from portpatrol.text import quote
+from portpatrol.values import parse_bool
 from portpatrol.wire import Wire, peer_text
 
 TYPE_CHECKING = False
@@ -107,7 +109,7 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
     netloc, slash, path = rest.partition("/")
     if any(c in rest for c in "?# \t\r\n"):
         raise ValueError(f"a gRPC address has no query, fragment or spaces {EXAMPLE}")
-    userinfo, host, port = _split_netloc(netloc, EXAMPLE)
+    userinfo, host, port = split_netloc(netloc, EXAMPLE)
     if userinfo:
         raise ValueError(f"a gRPC address has no user or password {EXAMPLE}")
     if port is None:

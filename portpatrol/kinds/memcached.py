@@ -42,7 +42,7 @@ class Settings:
 def parse(address: str, block: Mapping[str, Any]) -> Settings:
     from urllib.parse import urlsplit
 
-    from portpatrol.sources.values import _split_netloc
+    from portpatrol.address import split_netloc
 
     try:
         parts = urlsplit(address)
@@ -52,7 +52,7 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
         raise ValueError(f"a memcached address starts with memcached:// {EXAMPLE}")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValueError(f"a memcached address has no /path, ?query or #fragment {EXAMPLE}")
-    userinfo, host, port = _split_netloc(parts.netloc, EXAMPLE)
+    userinfo, host, port = split_netloc(parts.netloc, EXAMPLE)
     if userinfo:  # said without the userinfo itself: it may be a password
         raise ValueError(f"memcached's text protocol has no login: remove user@ from the address {EXAMPLE}")
     return Settings(host, port or DEFAULT_PORT)

@@ -77,7 +77,8 @@ class Settings:
 def parse(address: str, block: Mapping[str, Any]) -> Settings:
     from urllib.parse import unquote, urlsplit
 
-    from portpatrol.sources.values import _split_netloc, parse_bool
+    from portpatrol.address import split_netloc
+    from portpatrol.values import parse_bool
 
     try:
         parts = urlsplit(address)
@@ -87,7 +88,7 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
         raise ValueError(f"a NATS address starts with nats:// {EXAMPLE}")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValueError(f"a NATS address has no /path, ?query or #fragment {EXAMPLE}")
-    userinfo, host, port = _split_netloc(parts.netloc, EXAMPLE)
+    userinfo, host, port = split_netloc(parts.netloc, EXAMPLE)
     user = password = token = None
     if userinfo:
         try:
@@ -122,7 +123,7 @@ def secrets(settings: Settings) -> frozenset[str]:
 
 
 def describe(settings: Settings) -> str:
-    from portpatrol.sources.values import printable
+    from portpatrol.text import printable
 
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     login = "no"

@@ -78,7 +78,8 @@ class Settings:
 def parse(address: str, block: Mapping[str, Any]) -> Settings:
     from urllib.parse import unquote, urlsplit
 
-    from portpatrol.sources.values import _split_netloc, parse_bool
+    from portpatrol.address import split_netloc
+    from portpatrol.values import parse_bool
 
     try:
         parts = urlsplit(address)
@@ -89,7 +90,7 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
         raise ValueError(f"a Redis address starts with redis:// or rediss:// {EXAMPLE}")
     if parts.query or parts.fragment:
         raise ValueError(f"a Redis address has no ?query or #fragment {EXAMPLE}")
-    userinfo, host, port = _split_netloc(parts.netloc, EXAMPLE)
+    userinfo, host, port = split_netloc(parts.netloc, EXAMPLE)
     user: str | None = None
     password: str | None = None
     if userinfo:
@@ -133,7 +134,7 @@ def secrets(settings: Settings) -> frozenset[str]:
 
 
 def describe(settings: Settings) -> str:
-    from portpatrol.sources.values import printable
+    from portpatrol.text import printable
 
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     tls = "off"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from portpatrol.checks import reason, timed_out
 from portpatrol.errors import NotReady
 from portpatrol.kinds._paths import path_of
-from portpatrol.sources.values import printable, quote
+from portpatrol.text import printable, quote
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

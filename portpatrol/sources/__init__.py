@@ -99,10 +99,16 @@ def distinct_names(targets: list[Target]) -> list[Target]:
         if len(counts) == len(names):
             break
         seen: Counter[str] = Counter()
+        taken = set(names)
         for index, (name, item) in enumerate(zip(names, targets, strict=True)):
             if counts[name] > 1:
                 seen[name] += 1
+                # A number another target already has as its name (`db:5432 #2` written by the
+                # user) is skipped: two targets of one name broke the status line and the report.
+                while numbered and f"{name} #{seen[name]}" in taken:
+                    seen[name] += 1
                 names[index] = f"{name} #{seen[name]}" if numbered else with_port(name, item.spec)
+                taken.add(names[index])
     return [
         item if name == item.name else item.replace(name=name)
         for name, item in zip(names, targets, strict=True)

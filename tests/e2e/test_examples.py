@@ -7,6 +7,7 @@ compose specification's. As root (CI) they run in a network namespace of their o
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -29,8 +30,8 @@ from portpatrol.values import parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-KUBERNETES = EXAMPLES / "kubernetes"
-COMPOSE = EXAMPLES / "docker-compose.yaml"
+KUBERNETES = EXAMPLES / "deploy" / "kubernetes"
+COMPOSE = EXAMPLES / "deploy" / "docker-compose.yaml"
 SCHEMA = ROOT / "schemas" / "portpatrol.schema.json"
 # The one image name every example and docs page uses (a placeholder until an image is published).
 IMAGE = "ghcr.io/portpatrol/portpatrol:0.1.0"
@@ -49,7 +50,7 @@ class Expected:
     dial_timeout: float = 1.0
 
 
-# Every manifest in examples/kubernetes/ and what it waits for; a new file needs an entry here.
+# Every manifest in examples/deploy/kubernetes/ and what it waits for; a new file needs an entry here.
 ENV_MANIFESTS = {
     "wait-for-vm.yaml": Expected(Kind.ICMP, "hostname.domain.tld"),
     "wait-for-valkey-minimal.yaml": Expected(Kind.TCP, "valkey.default.svc.cluster.local"),
@@ -136,6 +137,19 @@ def container_environ(docs: list[Doc], container: Doc) -> dict[str, str]:
 
 def test_every_example_manifest_is_tested() -> None:
     assert sorted(p.name for p in KUBERNETES.glob("*.y*ml")) == sorted(MANIFESTS)
+
+
+def test_examples_holds_portpatrol_configs_only() -> None:
+    """What deploys portpatrol (compose, Kubernetes) lives in examples/deploy/ (issue 11.11)."""
+    import jsonschema
+
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    assert sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir()) == ["deploy"]
+    configs = [p for p in EXAMPLES.iterdir() if p.is_file()]
+    assert configs
+    for config in configs:
+        jsonschema.validate(yaml.safe_load(config.read_text(encoding="utf-8")), schema)
+    assert KUBERNETES.parent == COMPOSE.parent == EXAMPLES / "deploy"
 
 
 # --- Kubernetes: the schema ---------------------------------------------------------------------------
@@ -450,9 +464,9 @@ def test_compose_one_shot_service_gates_the_worker() -> None:
 # --- one image name, and docs that point at the tested examples ------------------------------------------
 
 DOCS = {
-    "initcontainer.md": [f"examples/kubernetes/{name}" for name in ENV_MANIFESTS],
-    "configmap.md": [f"examples/kubernetes/{CONFIGMAP_MANIFEST}"],
-    "compose.md": ["examples/docker-compose.yaml"],
+    "initcontainer.md": [f"examples/deploy/kubernetes/{name}" for name in ENV_MANIFESTS],
+    "configmap.md": [f"examples/deploy/kubernetes/{CONFIGMAP_MANIFEST}"],
+    "compose.md": ["examples/deploy/docker-compose.yaml"],
 }
 OWN_FILES = [
     *(KUBERNETES / name for name in MANIFESTS),

@@ -146,7 +146,7 @@ def test_asking_for_a_log_format_on_a_terminal_gives_plain_lines() -> None:
     assert any("level=WARN" in line and 'error="connection refused"' in line for line in text_lines)
     records = [json.loads(line) for line in json_run.terminal.splitlines()]
     assert any(r["level"] == "WARN" and r["error"] == "connection refused" for r in records)
-    assert records[-1]["msg"] == "1 target is ready"
+    assert records[-1]["msg"] == "127.0.0.1 is ready ✓"
 
 
 def test_not_a_terminal_gives_plain_lines() -> None:

@@ -121,7 +121,7 @@ def test_no_extra_fields_by_default() -> None:
 
 @pytest.mark.parametrize("extra", [False, True])
 def test_json_lines_have_the_same_keys_and_values(extra: bool) -> None:
-    events: list[object] = [Waiting(TCP), Failed(TCP, 'refused "x"', 1), Ready(TCP, 2, 1.0), AllReady(1, 1.0)]
+    events: list[object] = [Waiting(TCP), Failed(TCP, 'refused "x"', 1), Ready(TCP, 2, 1.0), AllReady(2, 1.0)]
     text = lines(events, extra=extra)
     as_json = lines(events, json_lines=True, extra=extra)
     assert len(text) == len(as_json) == 4
@@ -137,11 +137,13 @@ def test_json_keeps_unicode_readable() -> None:
     assert json.loads(line)["msg"] == "PostgreSQL is ready ✓"
 
 
-def test_all_ready_line() -> None:
-    [line] = lines([AllReady(1, 1.5)])
-    assert parse_line(line)["msg"] == "1 target is ready"
+def test_all_ready_line_is_for_two_or_more() -> None:
+    [line] = lines([AllReady(2, 1.5)])
+    assert parse_line(line)["msg"] == "All 2 targets are ready"
     assert parse_line(line)["elapsed"] == "1.5s"
     assert parse_line(lines([AllReady(3, 0.25)])[0])["msg"] == "All 3 targets are ready"
+    # One target: its own ready line ends the output, in text and JSON (issue 11.12).
+    assert lines([AllReady(1, 1.5)]) == lines([AllReady(1, 1.5)], json_lines=True) == []
 
 
 def test_secrets_scrubbed_everywhere_in_text_and_json() -> None:
@@ -216,17 +218,21 @@ def test_json_lines_read_as_json_dumps_writes_them(fields: dict[str, str]) -> No
     record = {"time": "2024-07-12T12:44:41.494Z", "level": "INFO", "msg": "msg"}
     record |= {f"f_{key}": value for key, value in fields.items()}
     assert json.loads(line) == record
-    unsafe = re.compile("[\x7f-\x9f\u2028\u2029]")  # json.dumps leaves these raw; the line escapes them
+    # json.dumps leaves these raw; the line escapes them (with bidi and zero-width ones, issue 11.8)
+    unsafe = re.compile("[\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]")
     assert line == unsafe.sub(lambda m: f"\\u{ord(m[0]):04x}", json.dumps(record, ensure_ascii=False))
 
 
-# The expression logs.py used before re left the start-up path; the predicate must agree with it.
-OLD_NEEDS_QUOTES = re.compile(r'[\s="\x00-\x1f\x7f-\x9f\u2028\u2029]')
+# The expression logs.py used before re left the start-up path, with the bidi and zero-width
+# characters that are line-unsafe since issue 11.8; the predicate must agree with it.
+OLD_NEEDS_QUOTES = re.compile(
+    r'[\s="\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]'
+)
 
 
 def test_quoting_matches_the_old_expression_on_every_code_point() -> None:
-    """str.isprintable() is False for more than the expression matched (format characters such as
-    U+200B, private use, unassigned): those stay unquoted, as before; Unicode spaces are quoted."""
+    """str.isprintable() is False for more than the expression matched (private use, unassigned,
+    other format characters): those stay unquoted, as before; Unicode spaces are quoted."""
     every = [chr(code) for code in range(0x110000)]
     assert [c for c in every if logs._needs_quotes(c)] == OLD_NEEDS_QUOTES.findall("".join(every))
     assert [c for c in every if logs._needs_quotes(f"a{c}b")] == OLD_NEEDS_QUOTES.findall("".join(every))

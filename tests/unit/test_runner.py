@@ -98,13 +98,13 @@ def test_jitter_stretches_real_pauses_within_bounds() -> None:
 
 def test_one_attempt_per_interval_never_bursts() -> None:
     fake = Fake([False])
-    ok, events = run([(target("a", interval=0.05), fake)], 0.8, jitter=0.0)
+    ok, events = run([(target("a", interval=0.05), fake)], 2.0, jitter=0.0)
     assert not ok
     gaps = [b - a for a, b in pairwise(fake.started)]
     assert min(gaps) >= 0.05 * 0.98, gaps  # never sooner than the interval
-    assert max(gaps) < 0.05 + 0.5, gaps  # and not stalled
-    # 0.8 s at one attempt per >= 50 ms: at most 17 attempts, and on a busy machine at least a few.
-    assert 4 <= len(fake.started) <= 17, len(fake.started)
+    assert max(gaps) < 1.5, gaps  # and not stalled (generous: a loaded machine)
+    # 2 s at one attempt per >= 50 ms: at most 41 attempts, and on a busy machine at least a few.
+    assert 4 <= len(fake.started) <= 41, len(fake.started)
     assert len(events.of(Failed)) == len(fake.started) or len(events.of(Failed)) == len(fake.started) - 1
 
 
@@ -124,7 +124,7 @@ def test_first_attempt_is_immediate_and_events_come_in_order() -> None:
     start = time.monotonic()
     ok, events = run([(target("a", interval=0.02), fake)], 5)
     assert ok
-    assert fake.started[0] - start < 0.5
+    assert fake.started[0] - start < 2
     kinds = [type(event) for event in events]
     assert kinds == [Waiting, Failed, Failed, Ready, AllReady]
     ready = events.of(Ready)[0]
@@ -139,16 +139,16 @@ def test_first_attempt_is_immediate_and_events_come_in_order() -> None:
 
 
 def test_a_hanging_check_does_not_delay_others_while_workers_remain() -> None:
-    slow = Fake([0.8])  # every attempt hangs 0.8 s (within its bound) and fails
+    slow = Fake([4.0])  # every attempt hangs 4 s (within its bound) and fails
     quick = Fake([False, False, False, True])
     pairs = [(target("slow", interval=0.02), slow), (target("quick", interval=0.02), quick)]
-    started = time.monotonic()
-    ok, events = run(pairs, 0.5, workers=2)
+    ok, events = run(pairs, 3.0, workers=2)
     assert not ok
     ready = [event for event in events.of(Ready) if isinstance(event, Ready)]
+    # Ready within the 3 s run while "slow"'s first attempt hangs 4 s: its four attempts were not
+    # queued behind that one (bounds in seconds, for a loaded machine).
     assert [event.target.name for event in ready] == ["quick"]
-    assert ready[0].elapsed < 0.4, ready[0].elapsed  # four quick attempts, not stuck behind "slow"
-    assert quick.started[-1] - started < 0.4
+    assert len(quick.started) == 4
 
 
 def test_hanging_checks_only_delay_others_when_every_worker_hangs() -> None:

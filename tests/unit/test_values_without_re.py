@@ -38,7 +38,8 @@ OLD_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 OLD_BAD_HOST = re.compile(r"[\s\x00-\x1f\x7f/\\?#@\[\]<>\"'{}|^`%,;]")
 OLD_BAD_URL = re.compile(r"[\s\x00-\x1f\x7f]")
 OLD_BAD_HEADER_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-OLD_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029]")
+# With the bidi and zero-width characters that are line-unsafe since issue 11.8.
+OLD_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]")
 
 
 def old_json_string(text: str) -> str:
