@@ -5,20 +5,24 @@ The contract of a kind module (`portpatrol/kinds/<name>.py`), every name require
     NAME: str                      # the `type` in a config file and in TARGET_CHECK_TYPE: "postgres"
     SCHEMES: tuple[str, ...]       # URL schemes that select it: ("postgres", "postgresql")
     DEFAULT_PORT: int | None       # the port when the address has none (None: the kind has no port)
-    SCHEMA: dict[str, Any]         # JSON Schema (draft 2020-12) of the kind's block in a target,
+    SCHEMA: dict[str, Any] | None  # JSON Schema (draft 2020-12) of the kind's block in a target,
                                    # e.g. `postgres: {query: ..., user: ..., password: ...}`;
-                                   # {"type": "object", "additionalProperties": False, ...}
+                                   # {"type": "object", "additionalProperties": False, ...};
+                                   # None: no block (tcp). portpatrol.schema puts it under NAME.
     ENV: dict[str, str]            # environment variable -> key of that block ("POSTGRES_QUERY": "query");
                                    # the env source builds the block from these, every value a string
     SECRET_KEYS: frozenset[str]    # block keys whose values are secrets ("password")
 
     @dataclass(frozen=True, slots=True)
-    class Settings: ...            # everything one attempt needs, typed
+    class Settings: ...            # everything one attempt needs, typed (tcp and http use a
+                                   # model.Record instead: start-up, see docs/performance.md)
 
     def parse(address: str, block: Mapping[str, Any]) -> Settings
         # The address as written (a URL of one of SCHEMES) and the kind's block (from YAML, already
         # valid against SCHEMA; or from ENV, every value a string). Raises ValueError("what is wrong,
-        # and a valid example") for the first problem; the message never holds a secret.
+        # and a valid example") for the first problem, or errors.BadValue(key, message) to name the
+        # block's key, or an ExceptionGroup of those to report every problem at once (http); the
+        # message never holds a secret. Block problems are reported even when the address is wrong.
     def secrets(settings: Settings) -> frozenset[str]
         # Every string that must never reach a line (passwords, tokens).
     def describe(settings: Settings) -> str
@@ -35,6 +39,7 @@ Optional hooks (a kind defines them only when it needs them):
     class Settings:
         extra_time: float          # seconds one attempt may take beyond dial_timeout (ICMP's read
                                    # timeout); Target.bound adds it
+    DEFS: dict[str, Any]           # `$defs` the SCHEMA refers to (http: header_name, header_value)
     def address(scheme: str, rest: str) -> portpatrol.address.Address
         # The address form of the kind when it is not a URL `scheme://host[:port][/path]` (which the
         # registry parses itself, with DEFAULT_PORT): TCP's bare `db:5432`, ICMP's `icmp://host`.
@@ -48,14 +53,18 @@ Optional hooks (a kind defines them only when it needs them):
         # attempt(settings, now + bound, bound). Raises errors.SetupError when the kind cannot run
         # on this machine at all (ICMP without permission); that is found before the wait starts.
         # Its optional dial() -> Connecting | None hands the runner's poll loop a non-blocking
-        # connect instead (TCP to an IP address): see kinds/tcp.py.
+        # connect instead of a worker (TCP to an IP address): see checks/tcp.py.
 
 Blocks from the environment: parse() gets every value as a string (HTTP_HEADERS as
-`Name=value,...`); a kind tells string forms from YAML forms by their type. parse() may raise
-errors.BadValue(key, message) to say which key of the block is wrong (sources then point at it).
+`Name=value,...`); a kind tells string forms from YAML forms by their type. From a config file,
+the block's strings arrive with `${VAR}` already replaced; the loader checks the block's keys
+against SCHEMA, parse() its values (http and icmp still have key-by-key checks in sources/file.py).
 
-A kind without an address (e.g. `command`): its DEFAULT_PORT is None, its SCHEMES empty, a config
-target selects it with `type:`, the registry entry lists its NAME, and parse() gets address "".
+A kind without an address (`command`): SCHEMES = () and its line `"command": ()`; its NAME is a
+`type` all the same (a kind's NAME always selects it). NOT WIRED YET in the sources: a config
+target without `address` is refused (the schema requires it), and parse_address() needs an address.
+The plan: the target schema requires `address` or a kind's block that needs none, the file source
+then calls parse("", block) for `type: command`, and the name defaults to NAME.
 
 Adding a kind: its module here, one line in KINDS below, tests, docs (docs/design.md).
 """
@@ -81,7 +90,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "http": ("http", "https"),
     "icmp": ("icmp",),
 }
-_BY_SCHEME = {name: kind for kind, names in KINDS.items() for name in names}
+_BY_SCHEME = {name: kind for kind, names in KINDS.items() for name in (kind, *names)}
 TYPES = tuple(_BY_SCHEME)  # every `type` value, in the registry's order
 
 
