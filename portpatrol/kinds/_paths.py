@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from portpatrol.address import Address
 from portpatrol.text import quote
 
 
@@ -22,3 +23,15 @@ def path_of(address: str, scheme: str, example: str) -> str:
     if not path.startswith("/") or "\0" in path:
         raise ValueError(f"a {scheme} path is absolute and holds no NUL ({example})")
     return path
+
+
+def path_address(scheme: str, rest: str, example: str) -> Address:
+    """The registry's Address of `scheme:///path` (the kinds' address() hook): the name is the
+    path's last part, the display the address as written."""
+    from portpatrol.model import Kind
+
+    text = f"{scheme}://{rest}"
+    path = path_of(text, scheme, example)
+    return Address(
+        Kind(scheme.upper()), path.rstrip("/").rpartition("/")[2] or "/", None, text, text, frozenset()
+    )

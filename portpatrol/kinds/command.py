@@ -31,19 +31,29 @@ from portpatrol.wire import peer_text
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import subprocess
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from typing import Any
+
+    from portpatrol.address import Address
 
 NAME = "command"
 SCHEMES: tuple[str, ...] = ()  # no address selects it: the `command` key does
 DEFAULT_PORT = None
+# Not a block: a config target's `command:` is the argv itself (a list, instead of an address); the
+# file source passes it to parse() as {"argv": [...]}.
 SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["argv"],
-    "properties": {"argv": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
+    "description": (
+        "A program to run instead of an address: ready when it exits 0 within dial_timeout; on "
+        "timeout its whole process group is killed. No shell: write [sh, -c, '...'] for one. "
+        "`${VAR}` and `${VAR:-default}` are replaced in each word; their values are scrubbed from logs."
+    ),
+    "type": "array",
+    "items": {"type": "string", "minLength": 1},
+    "minItems": 1,
+    "examples": [["pg_isready", "-h", "db"], ["sh", "-c", "test -s /run/app/token"]],
 }
 ENV = {"TARGET_COMMAND": "argv"}
+STILL = "still exits 0"  # the reason an inverted target is not ready yet
 SECRET_KEYS: frozenset[str] = frozenset()
 EXAMPLE = 'e.g. command: [pg_isready, -h, db] or TARGET_COMMAND=\'["pg_isready", "-h", "db"]\''
 TAIL = 64 * 1024  # bytes of output kept: the last line is all a reason shows
@@ -53,6 +63,23 @@ SHOWN = 200  # characters of that line in a reason
 @dataclass(frozen=True, slots=True)
 class Settings:
     argv: tuple[str, ...]
+
+
+def address(scheme: str, rest: str) -> Address:
+    """A command has no address: `command://...` is a mistake, said so."""
+    raise ValueError(f"a command target has no address ({EXAMPLE})")
+
+
+def target_address(argv: Sequence[str], shown: Sequence[str], secrets: frozenset[str]) -> Address:
+    """The Address the sources give a command target: named after the program, shown as written
+    (`shown`: the words before ${VAR} was replaced), `secrets` the values replaced."""
+    import shlex
+
+    from portpatrol.address import Address
+    from portpatrol.model import Kind
+
+    program = shown[0].rpartition("/")[2] or shown[0]
+    return Address(Kind.COMMAND, program, None, None, shlex.join(shown), secrets)
 
 
 def parse(address: str, block: Mapping[str, Any]) -> Settings:

@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
+    from portpatrol.address import Address
+
 NAME = "dns"
 SCHEMES = ("dns",)
 DEFAULT_PORT = 53
@@ -61,6 +63,7 @@ SCHEMA: dict[str, Any] = {
     },
 }
 ENV = {"DNS_EXPECT": "expect", "DNS_MATCH": "match"}  # DNS_EXPECT: comma-separated values
+STILL = "still resolves"  # the reason an inverted target is not ready yet
 SECRET_KEYS: frozenset[str] = frozenset()
 
 TYPES = {"A": 1, "NS": 2, "CNAME": 5, "MX": 15, "TXT": 16, "AAAA": 28, "SRV": 33}
@@ -79,6 +82,17 @@ class Settings:
     port: int
     expect: tuple[str, ...] = ()  # normalised with _normal()
     match: re.Pattern[str] | None = None
+
+
+def address(scheme: str, rest: str) -> Address:
+    """`dns:NAME` (the registry passes scheme "dns:") or `dns://SERVER/NAME?type=...`: named after
+    the name looked up, shown as written."""
+    from portpatrol.address import Address
+    from portpatrol.model import Kind
+
+    text = f"dns:{rest}" if scheme == "dns:" else f"dns://{rest}"
+    settings = parse(text, {})
+    return Address(Kind.DNS, settings.name, None, text, text, frozenset())
 
 
 def parse(address: str, block: Mapping[str, Any]) -> Settings:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from portpatrol.checks import describe as errno_words
 from portpatrol.errors import NotReady
-from portpatrol.kinds._paths import path_of
+from portpatrol.kinds._paths import path_address, path_of
 from portpatrol.text import printable
 from portpatrol.values import parse_bool
 
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     import re
     from collections.abc import Mapping
     from typing import Any
+
+    from portpatrol.address import Address
 
 NAME = "file"
 SCHEMES = ("file",)
@@ -33,6 +35,7 @@ SCHEMA: dict[str, Any] = {
     "properties": {"non_empty": {"type": "boolean"}, "contains": {"type": "string", "minLength": 1}},
 }
 ENV = {"FILE_NON_EMPTY": "non_empty", "FILE_CONTAINS": "contains"}
+STILL = "still exists"  # the reason an inverted target is not ready yet
 SECRET_KEYS: frozenset[str] = frozenset()
 EXAMPLE = "e.g. file:///run/secrets/token"
 READ_LIMIT = 1 << 20  # bytes of a file searched by `contains`
@@ -62,6 +65,10 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
         except re.error as error:
             raise ValueError(f"file contains is not a regular expression: {error} (e.g. ^ready$)") from None
     return Settings(path, bool(non_empty), contains)
+
+
+def address(scheme: str, rest: str) -> Address:
+    return path_address(scheme, rest, EXAMPLE)
 
 
 def secrets(settings: Settings) -> frozenset[str]:
