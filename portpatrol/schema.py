@@ -211,10 +211,10 @@ def _more_timing() -> dict[str, Any]:
         },
         "max_interval": {
             "description": (
-                "The longest pause backoff may reach (like CHECK_MAX_INTERVAL); by default a day. "
-                "A duration, e.g. 30s, 5m."
+                "The longest pause backoff may reach (like CHECK_MAX_INTERVAL). A duration, e.g. 30s, 5m."
             ),
             "$ref": "#/$defs/duration",
+            "default": "24h",
             "examples": ["30s", "5m"],
         },
         "invert": {

@@ -119,6 +119,9 @@ def _either(names: tuple[str, ...]) -> str:
 
 
 TYPE_HINT = f"not a check type (use {_either(TYPES)})"
+# Kinds that a `type` selects but no address does (the registry lists their NAME): a command.
+NO_ADDRESS = ("command",)
+SCHEME_HINT = f"use {_either(tuple(s + '://' for s in TYPES if s not in NO_ADDRESS))}"
 
 
 def parse_type(text: str) -> str:
@@ -140,8 +143,8 @@ def parse_address(text: str, check_type: str | None, type_key: str) -> Address:
         opaque: Address = module("dns").address("dns:", text[4:])
         return opaque
     name = written and written.lower()
-    if name is not None and name not in _BY_SCHEME:
-        raise ValueError(f"unknown scheme {quote(name)} (use {_either(tuple(s + '://' for s in TYPES))})")
+    if name is not None and (name not in _BY_SCHEME or name in NO_ADDRESS):
+        raise ValueError(f"unknown scheme {quote(name)} ({SCHEME_HINT})")
     if name and check_type and _BY_SCHEME[name] != _BY_SCHEME[check_type]:
         raise ValueError(
             f"the scheme {quote(name)} contradicts {type_key} {quote(check_type)} "

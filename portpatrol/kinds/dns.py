@@ -55,11 +55,31 @@ NAME = "dns"
 SCHEMES = ("dns",)
 DEFAULT_PORT = 53
 SCHEMA: dict[str, Any] = {
+    "description": "Settings of a dns target (dns:NAME, dns://SERVER/NAME); an error on any other type.",
     "type": "object",
     "additionalProperties": False,
+    "default": {},
+    "examples": [{"expect": ["10.0.0.5"]}, {"match": "^10\\."}],
     "properties": {
-        "expect": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
-        "match": {"type": "string", "minLength": 1},
+        "expect": {
+            "description": (
+                "Values that must all be among the answers (like DNS_EXPECT, comma-separated there), in "
+                "presentation form: 10.0.0.5, 2001:db8::1, host.test (CNAME, NS), 10 mail.test (MX), "
+                "0 5 5060 sip.test (SRV), the joined strings of a TXT record."
+            ),
+            "type": "array",
+            "items": {"type": "string", "minLength": 1},
+            "default": [],
+            "examples": [["10.0.0.5"], ["10 mail.test"]],
+        },
+        "match": {
+            "description": (
+                "A regular expression one answer must match (like DNS_MATCH; re.search). Empty: any answer."
+            ),
+            "type": "string",
+            "default": "",
+            "examples": ["^10\\.", "v=ready"],
+        },
     },
 }
 ENV = {"DNS_EXPECT": "expect", "DNS_MATCH": "match"}  # DNS_EXPECT: comma-separated values
@@ -128,7 +148,7 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
     if isinstance(expect, str):  # from DNS_EXPECT
         expect = [value.strip() for value in expect.split(",") if value.strip()]
     match = None
-    if block.get("match") is not None:
+    if block.get("match"):  # "" (the schema's default) asks for nothing
         import re
 
         try:

@@ -30,9 +30,28 @@ NAME = "file"
 SCHEMES = ("file",)
 DEFAULT_PORT = None
 SCHEMA: dict[str, Any] = {
+    "description": "Settings of a file target (file:///path); an error on any other type.",
     "type": "object",
     "additionalProperties": False,
-    "properties": {"non_empty": {"type": "boolean"}, "contains": {"type": "string", "minLength": 1}},
+    "default": {},
+    "examples": [{"non_empty": True}, {"contains": "^ready$"}],
+    "properties": {
+        "non_empty": {
+            "description": "Ready only when it is a regular file with data (like FILE_NON_EMPTY).",
+            "type": "boolean",
+            "default": False,
+            "examples": [True],
+        },
+        "contains": {
+            "description": (
+                "A regular expression that must be found in the file's first MiB (like FILE_CONTAINS; "
+                "re.search, ^ and $ match at each line). Empty: any content."
+            ),
+            "type": "string",
+            "default": "",
+            "examples": ["^ready$", "status: (ok|up)"],
+        },
+    },
 }
 ENV = {"FILE_NON_EMPTY": "non_empty", "FILE_CONTAINS": "contains"}
 STILL = "still exists"  # the reason an inverted target is not ready yet
@@ -57,7 +76,7 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
         except ValueError as error:
             raise ValueError(f"file non_empty is {error}") from None
     contains = None
-    if block.get("contains") is not None:
+    if block.get("contains"):  # "" (the schema's default) asks for nothing
         import re
 
         try:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 NAME = "unix"
 SCHEMES = ("unix",)
 DEFAULT_PORT = None
-SCHEMA: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": {}}
+SCHEMA = None  # no settings beyond the path
 ENV: dict[str, str] = {}
 STILL = "still accepting connections"  # the reason an inverted target is not ready yet
 SECRET_KEYS: frozenset[str] = frozenset()

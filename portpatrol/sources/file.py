@@ -766,7 +766,7 @@ class _Compiler:
             self.add(where, "a target has an address or a command, not both (drop one)", key=True)
             return None
         if "command" not in item:
-            self.add(path, "address is required (or command, e.g. command: [pg_isready, -h, db])")
+            self.add(path, "address is required (or command: [program, args...])")
             return None
         if check_type not in (None, "command"):
             self.add((*path, "type"), "a target with a command is a command target (drop type)")
