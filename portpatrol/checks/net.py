@@ -161,6 +161,7 @@ def connect(
                 family, kind, proto, _, sockaddr = pending.pop(0)
                 peer = (sockaddr[0], port, *sockaddr[2:])
                 shown = _show(family, peer[0], port)
+                reasons[shown] = timed_out(bound)  # until it says otherwise; in the order tried
                 sock = make(family, kind, proto)
                 sock.setblocking(False)
                 code = sock.connect_ex(peer)
@@ -188,9 +189,8 @@ def connect(
                     return sock
                 next_start = time.monotonic()  # a failure starts the next address at once
     finally:
-        for sock, shown in flying.values():
+        for sock, _ in flying.values():
             sock.close()
-            reasons.setdefault(shown, timed_out(bound))
     if not reasons:
         raise NotReady(timed_out(bound))
     if len(set(reasons.values())) == 1:

@@ -124,8 +124,25 @@ def describe(settings: Settings) -> str:
     return f"runs {quote(shlex.join(settings.argv), 200)}, ready when it exits 0"
 
 
+# Process groups of attempts in flight. The wait may end while one runs (the deadline, a signal:
+# workers are daemon threads, abandoned at exit), so at exit each is killed as a timeout kills it.
+_running: set[int] = set()
+
+
+def _kill_running() -> None:
+    for group in list(_running):
+        try:  # noqa: SIM105 (contextlib costs start-up)
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def attempt(settings: Settings, deadline: float, bound: float) -> None:
+    import atexit
     import subprocess
+
+    atexit.unregister(_kill_running)  # registered once, however many attempts
+    atexit.register(_kill_running)
 
     try:
         process = subprocess.Popen(  # noqa: S603 - the user's own argv, and no shell
@@ -141,10 +158,12 @@ def attempt(settings: Settings, deadline: float, bound: float) -> None:
         raise NotReady(f"program not executable: {peer_text(settings.argv[0])}") from None
     except OSError as error:
         raise NotReady(f"cannot run {peer_text(settings.argv[0])}: {reason(error, 0.0)}") from None
+    _running.add(process.pid)
     try:
         tail, status = _run(process, deadline)
     finally:
         _kill_group(process)
+        _running.discard(process.pid)
     line = _last_line(tail)
     if status is None:
         why = f"no exit within {format_duration(bound)} (killed)"
