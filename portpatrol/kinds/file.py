@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 
 from portpatrol.checks import describe as errno_words
 from portpatrol.errors import NotReady
 from portpatrol.kinds._paths import path_address, path_of
+from portpatrol.model import Record, set_fields
 from portpatrol.text import printable
 from portpatrol.values import parse_bool
 
@@ -60,11 +60,17 @@ EXAMPLE = "e.g. file:///run/secrets/token"
 READ_LIMIT = 1 << 20  # bytes of a file searched by `contains`
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(Record):
+    """A record, not a dataclass: `import dataclasses` is ~15 ms of a file wait's start-up
+    (model.Record says why)."""
+
+    __slots__ = ("path", "non_empty", "contains")  # noqa: RUF023 (the order of __init__)
     path: str
-    non_empty: bool = False
-    contains: re.Pattern[str] | None = None
+    non_empty: bool
+    contains: re.Pattern[str] | None
+
+    def __init__(self, path: str, non_empty: bool = False, contains: re.Pattern[str] | None = None) -> None:
+        set_fields(self, path=path, non_empty=non_empty, contains=contains)
 
 
 def parse(address: str, block: Mapping[str, Any]) -> Settings:

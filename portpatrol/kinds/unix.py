@@ -7,11 +7,11 @@ import errno
 import os
 import socket
 import time
-from dataclasses import dataclass
 
 from portpatrol.checks import reason, timed_out
 from portpatrol.errors import NotReady
 from portpatrol.kinds._paths import path_address, path_of
+from portpatrol.model import Record, set_fields
 from portpatrol.text import printable, quote
 
 TYPE_CHECKING = False
@@ -32,9 +32,14 @@ EXAMPLE = "e.g. unix:///run/docker.sock"
 PATH_LIMIT = 107  # bytes of sun_path on Linux, without its final NUL
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(Record):
+    """A record, not a dataclass: on a unix wait's start-up path (model.Record says why)."""
+
+    __slots__ = ("path",)
     path: str
+
+    def __init__(self, path: str) -> None:
+        set_fields(self, path=path)
 
 
 def parse(address: str, block: Mapping[str, Any]) -> Settings:
