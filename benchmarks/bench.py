@@ -23,6 +23,7 @@ import random
 import re
 import shlex
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -982,6 +983,88 @@ def write_docs(block: str, path: Path) -> None:
 # ---------------------------------------------------------------------------- main
 
 
+# ---------------------------------------------------------------------------- issue 14
+
+
+def backoff_load(tools: Tools, settings: Settings) -> dict[str, Any]:
+    """1,000 waiters against one refusing dependency (a closed loopback port) for 60 s, with a
+    fixed 1 s interval and with backoff factor 2 up to 30 s: connection attempts per second (the
+    "not ready" lines: one per failed attempt) and portpatrol's CPU share. Quick: 50 waiters, 4 s."""
+    waiters, seconds = (50, 4.0) if settings.quick else (1000, 60.0)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # reserved, never listening: every connect is refused
+    port = closed.getsockname()[1]
+    rows: dict[str, Any] = {"waiters": waiters, "seconds": seconds}
+    try:
+        for name, defaults in (
+            ("factor 1", {"interval": "1s"}),
+            ("factor 2, max 30s", {"interval": "1s", "backoff_factor": "2", "max_interval": "30s"}),
+        ):
+            config = target_file(
+                settings.workdir / f"backoff-{name[7]}.yaml", [f"127.0.0.1:{port}"] * waiters, defaults
+            )
+            proc = subprocess.Popen(
+                [tools.portpatrol, "--config", str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env={"PATH": os.environ.get("PATH", ""), "LOG_FORMAT": "text"},
+            )
+            assert proc.stderr is not None
+            os.set_blocking(proc.stderr.fileno(), False)
+            failures = 0
+            end = time.monotonic() + seconds
+            began = time.monotonic()
+            while time.monotonic() < end:
+                time.sleep(0.2)
+                chunk = proc.stderr.read() or b""
+                failures += chunk.count(b"is not ready")
+            cpu = cpu_seconds(proc.pid) or 0.0
+            ran = time.monotonic() - began
+            proc.terminate()
+            proc.wait(10)
+            rows[name] = {"attempts_per_s": failures / ran, "cpu_share": cpu / ran}
+    finally:
+        closed.close()
+    rows["ratio"] = rows["factor 1"]["attempts_per_s"] / max(
+        rows["factor 2, max 30s"]["attempts_per_s"], 1e-9
+    )
+    log(f"backoff: {rows}")
+    return rows
+
+
+def more_startup(tools: Tools, settings: Settings) -> list[dict[str, Any]]:
+    """Start-up of one dns, file and unix target that is ready at once, against `python -c pass`
+    (issue 14: <= 2.5x): the median of many runs of each, alternated."""
+    runs = 5 if settings.quick else 40
+    path = settings.workdir / "ready-file"
+    path.write_text("ok\n")
+    sock_path = settings.workdir / "ready.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(sock_path))
+    server.listen(64)
+    cases = [
+        ("python -c pass", [tools.python, "-c", "pass"], {}),
+        ("dns:localhost", [tools.portpatrol], {"TARGET_ADDRESS": "dns:localhost"}),
+        ("file", [tools.portpatrol], {"TARGET_ADDRESS": f"file://{path}"}),
+        ("unix", [tools.portpatrol], {"TARGET_ADDRESS": f"unix://{sock_path}"}),
+    ]
+    times: dict[str, list[float]] = {name: [] for name, _, _ in cases}
+    try:
+        for _ in range(runs):
+            for name, argv, env in cases:
+                began = time.perf_counter()
+                subprocess.run(argv, env={"PATH": os.environ.get("PATH", ""), **env}, check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                times[name].append(time.perf_counter() - began)
+    finally:
+        server.close()
+    base = median(times["python -c pass"])
+    rows = [{"case": name, "median_ms": median(values) * 1000, "ratio": median(values) / base}
+            for name, values in times.items()]  # fmt: skip
+    log(f"more start-up: {rows}")
+    return rows
+
+
 SECTIONS: dict[str, Callable[[Tools, Settings], Any]] = {
     "start": cold_start,
     "detection": detection,
@@ -989,6 +1072,8 @@ SECTIONS: dict[str, Callable[[Tools, Settings], Any]] = {
     "idle": idle,
     "load": load,
     "imports": import_profile,
+    "backoff": backoff_load,
+    "more_startup": more_startup,
 }
 
 

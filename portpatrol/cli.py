@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import signal as _signal  # the same names as below, with types
     from collections.abc import Mapping, Sequence
     from types import FrameType
-    from typing import NoReturn
+    from typing import Any, NoReturn
 
     from portpatrol.runner import Progress, Runner
 else:  # the C module under signal, which imports enum: ~4 ms of every pod's start-up
@@ -52,12 +52,17 @@ commands:
 ENVIRONMENT_HELP = """\
 environment variables (the original PortPatrol's; an empty variable counts as unset):
   TARGET_ADDRESS        what to wait for: host:port, tcp://host:port, http(s)://host[:port][/path],
-                        icmp://host
+                        icmp://host, dns:NAME, dns://SERVER/NAME?type=A, file:///path, unix:///path
   TARGET_NAME           name in the logs (default: the host of TARGET_ADDRESS)
   TARGET_CHECK_TYPE     tcp, http, https or icmp (default: from the scheme, else tcp)
   CHECK_INTERVAL        pause after a failed attempt (default: 2s; durations like 500ms, 5s, 1m30s)
   DIAL_TIMEOUT          bound on one whole attempt (default: 1s)
   SUCCESS_THRESHOLD     consecutive successful attempts that make a target ready (default: 1)
+  CHECK_BACKOFF_FACTOR  stretch the pause by this after each failure in a row (default: 1, no backoff)
+  CHECK_MAX_INTERVAL    the longest pause backoff reaches (default: 1 day)
+  TARGET_INVERT         true: wait for the target to go away, ready once its check fails
+  TARGET_COMMAND        a command target instead of TARGET_ADDRESS: ready when it exits 0, e.g.
+                        '["pg_isready", "-h", "db"]' (a JSON array) or pg_isready -h db (split, no shell)
   LOG_EXTRA_FIELDS      add target_address, interval, dial_timeout, checker_type, version (default: false)
   LOG_FORMAT            text or json (default: text; a live status line on a terminal)
   HTTP_METHOD           HTTP method (default: GET)
@@ -67,6 +72,8 @@ environment variables (the original PortPatrol's; an empty variable counts as un
   HTTP_SKIP_TLS_VERIFY  do not verify the server's TLS certificate (default: false)
   HTTP_PROXY, HTTPS_PROXY, NO_PROXY  proxies, as usual (lower-case forms too)
   ICMP_READ_TIMEOUT     how long to wait for the echo reply (default: 1s)
+  DNS_EXPECT, DNS_MATCH  dns targets: comma-separated values that must all be answered; a regex one must match
+  FILE_NON_EMPTY, FILE_CONTAINS  file targets: ready when non-empty; when a regex is found in the first MiB
   PORTPATROL_CONFIG     the config file, as --config
   PORTPATROL_TIMEOUT    the overall deadline, as --timeout
 
@@ -116,6 +123,13 @@ def _parser() -> argparse.ArgumentParser:
         help="pause after a failed attempt, for TARGET arguments (default: 2s)",
     )
     add("--dial-timeout", metavar="DURATION", help="bound on one attempt, for TARGET arguments (default: 1s)")
+    add("--invert", action="store_true", help="wait for TARGET arguments to go away (their check to fail)")
+    add(
+        "--backoff-factor",
+        metavar="N",
+        help="stretch the pause by N per failure in a row (default: 1)",
+    )
+    add("--max-interval", metavar="DURATION", help="the longest pause backoff reaches (default: 1 day)")
     add("--report", metavar="FILE", help="write a JSON summary per target to FILE when done (- for stdout)")
     add(
         "--workers",
@@ -139,7 +153,8 @@ class _Defaults:
     """The parsed arguments when there are none: what argparse would give."""
 
     targets: list[str] = []  # noqa: RUF012 (never changed)
-    config = timeout = interval = dial_timeout = report = None
+    config = timeout = interval = dial_timeout = report = backoff_factor = max_interval = None
+    invert = False
     workers = DEFAULT_WORKERS
     jitter = 0.1
 
@@ -243,6 +258,7 @@ def _compile(
         ("--timeout", args.timeout, "30s"),
         ("--interval", args.interval, "30s"),
         ("--dial-timeout", args.dial_timeout, "30s"),
+        ("--max-interval", args.max_interval, "30s"),
         ("--config", args.config, "/etc/portpatrol/targets.yaml"),
     ):
         # An option given empty is a mistake (`--timeout "$T"` with T unset must not quietly wait
@@ -253,7 +269,12 @@ def _compile(
     env_timeout = duration("PORTPATROL_TIMEOUT", environ.get("PORTPATROL_TIMEOUT"))
     timeout = option_timeout or env_timeout  # both are checked, though the option wins
     timing = Timing(
-        duration("--interval", args.interval) or 2.0, duration("--dial-timeout", args.dial_timeout) or 1.0
+        duration("--interval", args.interval) or 2.0,
+        duration("--dial-timeout", args.dial_timeout) or 1.0,
+        1,
+        _backoff_factor(collector, args.backoff_factor),
+        duration("--max-interval", args.max_interval),
+        args.invert,
     )
     if not 1 <= args.workers <= 1024:
         collector.add(f"--workers={cut(str(args.workers), 20)}", "must be from 1 to 1024 (e.g. 48)")
@@ -309,6 +330,15 @@ def _compile(
     return Plan(tuple(sources.distinct_names(targets)), timeout), settings
 
 
+def _backoff_factor(collector: Any, text: str | None) -> float:
+    from portpatrol.text import quote
+    from portpatrol.values import parse_backoff_factor
+
+    if text is None:
+        return 1.0
+    return collector.parse(f"--backoff-factor={quote(text)}", text, parse_backoff_factor) or 1.0
+
+
 def _validate(plan: Plan) -> int:
     """The resolved plan as a table on standard output; nothing touches the network."""
     from portpatrol import kinds
@@ -321,7 +351,12 @@ def _validate(plan: Plan) -> int:
         described = kinds.of(target).describe(spec)
         details = [described] if described else []
         if timing.success_threshold > 1:
-            details.append(f"{timing.success_threshold} successes")
+            details.append(f"{timing.success_threshold} {'failures' if timing.invert else 'successes'}")
+        if timing.invert:
+            details.insert(0, "invert: ready once gone")
+        if timing.backoff_factor > 1 or timing.max_interval is not None:
+            ceiling = "1 day" if timing.max_interval is None else format_duration(timing.max_interval)
+            details.append(f"backoff x{timing.backoff_factor:g} up to {ceiling}")
         row = [target.name, target.kind.value, target.address, format_duration(timing.interval)]
         row += [format_duration(timing.dial_timeout), ", ".join(details)]
         rows.append([printable(scrub(cell, target.secrets)) for cell in row])  # a name may hold \n or ESC

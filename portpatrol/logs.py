@@ -57,7 +57,7 @@ class LogWriter:
                 else:
                     write("WARN", msg, target, error=error)
             case Ready(target):
-                write("INFO", f"{target.name} is ready ✓", target)
+                write("INFO", f"{target.name} {_ready_words(target)} ✓", target)
             case GaveUp(target, error, attempts):
                 fields = {"error": error or "no attempt finished", "attempts": str(attempts)}
                 write("ERROR", f"{target.name} did not become ready in time ✗", target, **fields)
@@ -112,6 +112,11 @@ class LogWriter:
         return f"{self._stamp}.{int(now * 1000) % 1000:03d}Z"
 
 
+def _ready_words(target: Target) -> str:
+    """An inverted target (invert: true) is ready because what it checks has gone."""
+    return "is gone" if target.timing.invert else "is ready"
+
+
 def _text_value(value: str) -> str:
     text = _texts.get(value)
     if text is None:
@@ -161,7 +166,7 @@ class StatusLine:
             case Ready(target, _, seconds):
                 self.ready += 1
                 self.reasons.pop(target.name, None)  # a name seen twice must not cost the COMMAND
-                self._print(f"✓ {target.name} is ready after {elapsed(seconds)}")
+                self._print(f"✓ {target.name} {_ready_words(target)} after {elapsed(seconds)}")
             case GaveUp(target, error):
                 why = scrub(error or "no attempt finished", target.secrets)
                 self._print(f"✗ {target.name} did not become ready in time: {why}")

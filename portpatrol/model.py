@@ -89,15 +89,38 @@ class Kind(metaclass=_KindNames):
 
 class Timing(Record):
     """Seconds. `interval` is the pause after a failed attempt; `dial_timeout` bounds one attempt;
-    a target is ready after `success_threshold` consecutive successful attempts."""
+    a target is ready after `success_threshold` consecutive successful attempts. After the n-th
+    consecutive failure the pause is min(interval * backoff_factor^(n-1), max_interval) (None: no
+    cap but a day). `invert`: the target is ready once its check fails (something went away)."""
 
-    __slots__ = ("interval", "dial_timeout", "success_threshold")  # noqa: RUF023
+    __slots__ = (  # noqa: RUF023
+        "interval", "dial_timeout", "success_threshold", "backoff_factor", "max_interval", "invert",
+    )  # fmt: skip
     interval: float
     dial_timeout: float
     success_threshold: int
+    backoff_factor: float
+    max_interval: float | None
+    invert: bool
 
-    def __init__(self, interval: float = 2.0, dial_timeout: float = 1.0, success_threshold: int = 1) -> None:
-        set_fields(self, interval=interval, dial_timeout=dial_timeout, success_threshold=success_threshold)
+    def __init__(  # noqa: PLR0917 (the fields, in order)
+        self,
+        interval: float = 2.0,
+        dial_timeout: float = 1.0,
+        success_threshold: int = 1,
+        backoff_factor: float = 1.0,
+        max_interval: float | None = None,
+        invert: bool = False,
+    ) -> None:
+        set_fields(
+            self,
+            interval=interval,
+            dial_timeout=dial_timeout,
+            success_threshold=success_threshold,
+            backoff_factor=backoff_factor,
+            max_interval=max_interval,
+            invert=invert,
+        )
 
 
 class Target(Record):

@@ -45,13 +45,14 @@ TICK = 1.0
 class Progress:
     """Where one target stands; what a report shows."""
 
-    __slots__ = ("attempts", "last_error", "ready_after", "stretch", "successes", "target")
+    __slots__ = ("attempts", "failures", "last_error", "ready_after", "stretch", "successes", "target")
 
     def __init__(self, target: Target, stretch: float = 0.0) -> None:
         self.target = target
         self.stretch = stretch  # this target's share of the jitter, from 0 to 1
         self.attempts = 0
         self.successes = 0  # consecutive
+        self.failures = 0  # consecutive: how far the pause has backed off
         self.last_error: str | None = None
         self.ready_after: float | None = None
 
@@ -60,6 +61,24 @@ def pause(interval: float, jitter: float, draw: float) -> float:
     """The pause before the next attempt: the interval, stretched by up to `jitter` of itself,
     so that many waiters started together drift apart instead of retrying in lockstep."""
     return interval * (1.0 + jitter * draw)
+
+
+# A pause never grows beyond this without a max_interval: a day, still a time the heap can hold.
+LONGEST_PAUSE = 86400.0
+
+
+def backoff(interval: float, factor: float, max_interval: float | None, failures: int) -> float:
+    """The pause (before jitter) after the `failures`-th consecutive failure: interval *
+    factor^(failures-1), at most max_interval. 0 failures (a success short of the threshold):
+    the interval."""
+    cap = LONGEST_PAUSE if max_interval is None else max_interval
+    if failures <= 1 or factor <= 1.0:
+        return min(interval, cap)
+    try:
+        grown = interval * factor ** (failures - 1)
+    except OverflowError:  # factor^n beyond a float: long past any cap
+        return cap
+    return min(grown, cap)
 
 
 class Runner:
@@ -129,6 +148,7 @@ class Runner:
                 item.attempts += 1
                 timing = item.target.timing
                 if error is None:
+                    item.failures = 0
                     item.successes += 1
                     if item.successes >= timing.success_threshold:
                         item.ready_after = finished - start
@@ -138,9 +158,11 @@ class Runner:
                 else:
                     failed = True
                     item.successes = 0
+                    item.failures += 1
                     item.last_error = error
                     self.emit(Failed(item.target, error, item.attempts))
-                wait = pause(timing.interval, self.jitter, item.stretch)
+                grown = backoff(timing.interval, timing.backoff_factor, timing.max_interval, item.failures)
+                wait = pause(grown, self.jitter, item.stretch)
                 heappush(due, (finished + wait, index))
             if not pending:
                 break

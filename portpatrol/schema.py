@@ -108,7 +108,10 @@ def common() -> dict[str, Any]:
                 "examples": ["2s", "500ms", "1m30s"],
             },
             "target": {
-                "description": "One thing to wait for: a TCP port, an HTTP(S) endpoint or an ICMP host.",
+                "description": (
+                    "One thing to wait for: a TCP port, an HTTP(S) endpoint, an ICMP host, a DNS name, "
+                    "a file, a unix socket, a command, ...; an address or a command."
+                ),
                 "type": "object",
                 "additionalProperties": False,
                 "required": ["address"],
@@ -126,7 +129,8 @@ def common() -> dict[str, Any]:
                     "address": {
                         "description": (
                             "What to check (like TARGET_ADDRESS): host:port or tcp://host:port for TCP, "
-                            "http(s)://host[:port][/path][?query] for HTTP, icmp://host for ICMP; IPv6 "
+                            "http(s)://host[:port][/path][?query] for HTTP, icmp://host for ICMP, "
+                            "dns:NAME or dns://SERVER/NAME?type=A, file:///path, unix:///path; IPv6 "
                             "literals in brackets ([::1]:5432). Logs show it as written, passwords "
                             "masked. `${VAR}` and `${VAR:-default}` are replaced from the environment "
                             "when the file is loaded."
@@ -190,9 +194,49 @@ def common() -> dict[str, Any]:
     }
 
 
+def _more_timing() -> dict[str, Any]:
+    """Backoff and invert: in `defaults` and in each target (issue 14)."""
+    return {
+        "backoff_factor": {
+            "description": (
+                "How much each consecutive failure stretches the pause (like CHECK_BACKOFF_FACTOR): "
+                "after the n-th failure in a row the pause is interval * backoff_factor^(n-1), at most "
+                "max_interval, jittered as usual. 1 (the default) keeps the interval fixed. From 1 to 100."
+            ),
+            "type": "number",
+            "minimum": 1,
+            "maximum": 100,
+            "default": 1,
+            "examples": [2, 1.5],
+        },
+        "max_interval": {
+            "description": (
+                "The longest pause backoff may reach (like CHECK_MAX_INTERVAL). A duration, e.g. 30s, 5m."
+            ),
+            "$ref": "#/$defs/duration",
+            "default": "24h",
+            "examples": ["30s", "5m"],
+        },
+        "invert": {
+            "description": (
+                "Wait for the target to go away instead (like TARGET_INVERT): ready once the check "
+                "fails success_threshold times in a row, e.g. a port that closes, a lock file removed."
+            ),
+            "type": "boolean",
+            "default": False,
+            "examples": [True],
+        },
+    }
+
+
 def build() -> dict[str, Any]:
     schema = common()
+    schema["properties"]["defaults"]["properties"] |= _more_timing()
     target = schema["$defs"]["target"]
+    target["properties"] |= _more_timing()
+    # A target has an address, or (a command target) a command instead.
+    del target["required"]
+    target["oneOf"] = [{"required": ["address"]}, {"required": ["command"]}]
     for kind in kinds.every():
         if kind.SCHEMA is not None:
             target["properties"][kind.NAME] = kind.SCHEMA

@@ -91,6 +91,20 @@ def parse_threshold(text: str) -> int:
     return int(text)
 
 
+MAX_BACKOFF_FACTOR = 100.0
+
+
+def parse_backoff_factor(text: str) -> float:
+    """How much each failure stretches the pause: a number from 1 (no backoff) to 100."""
+    try:
+        factor = float(text) if len(text) <= 32 else 0.0
+    except ValueError:
+        factor = 0.0
+    if not 1.0 <= factor <= MAX_BACKOFF_FACTOR or text.strip() != text:  # NaN fails the comparison
+        raise ValueError("not a number from 1 (no backoff) to 100 (e.g. 2 or 1.5)")
+    return factor
+
+
 def parse_bool(text: str) -> bool:
     if text in _TRUE:
         return True

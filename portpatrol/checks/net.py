@@ -12,10 +12,11 @@ from __future__ import annotations
 import _queue
 import _socket
 import _thread
+import errno
 import time
 
 # The wording of reasons is shared by every check (checks/__init__.py).
-from portpatrol.checks import SELF_CONNECT, NotReady, connected_to_itself, lower_first, reason, timed_out
+from portpatrol.checks import SELF_CONNECT, NotReady, connected_to_itself, describe, lower_first, timed_out
 
 TYPE_CHECKING = False  # typing costs ~2 ms to import; its names are only needed by mypy here
 if TYPE_CHECKING:
@@ -105,31 +106,91 @@ def resolve(host: str, deadline: float) -> Sequence[AddrInfo]:
     return lookup.result
 
 
+# RFC 8305 section 5: the next address's connect starts 250 ms after the previous one unless that
+# one fails first.
+ATTEMPT_DELAY = 0.25
+# RFC 6761 section 6.3: `localhost` and names under it are the loopback addresses, both families,
+# whatever /etc/hosts says (Debian maps ::1 to ip6-localhost only). IPv6 first, as getaddrinfo's
+# RFC 6724 order would put it.
+_LOOPBACK: Sequence[AddrInfo] = (
+    (_socket.AF_INET6, _socket.SOCK_STREAM, 6, "", ("::1", 0, 0, 0)),
+    (_socket.AF_INET, _socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0)),
+)
+
+
+def addresses(host: str, deadline: float) -> list[AddrInfo]:
+    """The addresses to try, in Happy Eyeballs order (RFC 8305 section 4): duplicates dropped,
+    then the families interleaved, starting with the family of the resolver's first answer."""
+    name = host.lower().rstrip(".")
+    found = _LOOPBACK if name == "localhost" or name.endswith(".localhost") else resolve(host, deadline)
+    unique: dict[tuple[int, Any], AddrInfo] = {}
+    for info in found:
+        unique.setdefault((info[0], info[4][:2]), info)
+    ordered = list(unique.values())
+    if not ordered:
+        return []
+    first = [info for info in ordered if info[0] == ordered[0][0]]
+    other = [info for info in ordered if info[0] != ordered[0][0]]
+    mixed: list[AddrInfo] = []
+    for index in range(max(len(first), len(other))):
+        mixed += first[index : index + 1] + other[index : index + 1]
+    return mixed
+
+
 def connect(
     host: str, port: int, deadline: float, bound: float, make: Callable[[int, int, int], Socket]
 ) -> Socket:
     """A connected socket (made by `make`: `_socket.socket`, or `socket.socket` where a library
-    needs one) to the first address of `host` that accepts, within the deadline.
-    `bound` is only for the message when time runs out."""
+    needs one) to an address of `host`, within the deadline: every address is tried, the next one
+    ATTEMPT_DELAY after the previous or as soon as it fails, the first to connect wins and the
+    others are closed (Happy Eyeballs, RFC 8305). An address that swallows connects so uses up
+    250 ms, not the attempt. `bound` is only for the message when time runs out."""
+    import select
+
+    pending = addresses(host, deadline)
     reasons: dict[str, str] = {}
-    for family, kind, proto, _, sockaddr in resolve(host, deadline):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        peer = (sockaddr[0], port, *sockaddr[2:])
-        sock = make(family, kind, proto)
-        try:
-            sock.settimeout(left)
-            sock.connect(peer)
-        except OSError as error:
+    flying: dict[int, tuple[Socket, str]] = {}  # fd: (socket, shown address)
+    poller = select.poll()
+    next_start = time.monotonic()
+    try:
+        while pending or flying:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if pending and (now >= next_start or not flying):
+                family, kind, proto, _, sockaddr = pending.pop(0)
+                peer = (sockaddr[0], port, *sockaddr[2:])
+                shown = _show(family, peer[0], port)
+                reasons[shown] = timed_out(bound)  # until it says otherwise; in the order tried
+                sock = make(family, kind, proto)
+                sock.setblocking(False)
+                code = sock.connect_ex(peer)
+                if code in (0, errno.EINPROGRESS):
+                    flying[sock.fileno()] = (sock, shown)
+                    poller.register(sock.fileno(), select.POLLOUT)
+                    next_start = now + ATTEMPT_DELAY
+                else:
+                    sock.close()
+                    reasons[shown] = describe(code, bound)
+                continue
+            wake = deadline if not pending else min(deadline, next_start)
+            for fd, _ in poller.poll(max(0, int((wake - now) * 1000 + 0.999))):
+                sock, shown = flying.pop(fd)
+                poller.unregister(fd)
+                code = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
+                if not code and connected_to_itself(sock):
+                    sock.close()
+                    reasons[shown] = SELF_CONNECT
+                elif code:
+                    sock.close()
+                    reasons[shown] = describe(code, bound)
+                else:
+                    sock.settimeout(max(0.001, deadline - time.monotonic()))
+                    return sock
+                next_start = time.monotonic()  # a failure starts the next address at once
+    finally:
+        for sock, _ in flying.values():
             sock.close()
-            reasons[_show(family, peer[0], port)] = reason(error, bound)
-            continue
-        if connected_to_itself(sock):
-            sock.close()
-            reasons[_show(family, peer[0], port)] = SELF_CONNECT
-            continue
-        return sock
     if not reasons:
         raise NotReady(timed_out(bound))
     if len(set(reasons.values())) == 1:

@@ -89,6 +89,10 @@ KINDS: dict[str, tuple[str, ...]] = {
     "tcp": ("tcp",),
     "http": ("http", "https"),
     "icmp": ("icmp",),
+    "dns": ("dns",),
+    "file": ("file",),
+    "unix": ("unix",),
+    "command": ("command",),
 }
 _BY_SCHEME = {name: kind for kind, names in KINDS.items() for name in (kind, *names)}
 TYPES = tuple(_BY_SCHEME)  # every `type` value, in the registry's order
@@ -124,6 +128,9 @@ def _either(names: tuple[str, ...]) -> str:
 
 
 TYPE_HINT = f"not a check type (use {_either(TYPES)})"
+# Kinds that a `type` selects but no address does (the registry lists their NAME): a command.
+NO_ADDRESS = ("command",)
+SCHEME_HINT = f"use {_either(tuple(s + '://' for s in TYPES if s not in NO_ADDRESS))}"
 
 
 def parse_type(text: str) -> str:
@@ -139,9 +146,14 @@ def parse_address(text: str, check_type: str | None, type_key: str) -> Address:
     `type_key` names where it came from, for the message when the two contradict."""
     text = utf8_text(text, "(e.g. db:5432 or http://api:8080/healthz)").strip()
     written = scheme(text)
+    if written is None and text[:4].lower() == "dns:":  # RFC 4501's `dns:NAME`: a scheme without //
+        if check_type not in (None, "dns"):
+            raise ValueError(f"the scheme dns contradicts {type_key} {quote(check_type)} (drop one)")
+        opaque: Address = module("dns").address("dns:", text[4:])
+        return opaque
     name = written and written.lower()
-    if name is not None and name not in _BY_SCHEME:
-        raise ValueError(f"unknown scheme {quote(name)} (use {_either(tuple(s + '://' for s in TYPES))})")
+    if name is not None and (name not in _BY_SCHEME or name in NO_ADDRESS):
+        raise ValueError(f"unknown scheme {quote(name)} ({SCHEME_HINT})")
     if name and check_type and _BY_SCHEME[name] != _BY_SCHEME[check_type]:
         raise ValueError(
             f"the scheme {quote(name)} contradicts {type_key} {quote(check_type)} "
@@ -180,10 +192,38 @@ class _Attempts:
         self.kind.attempt(self.settings, time.monotonic() + self.bound, self.bound)
 
 
+class _Inverted:
+    """The check of an inverted target (`invert: true`): an attempt that fails is a success (it is
+    gone), one that succeeds fails with the kind's STILL ("still accepting connections"). Only
+    NotReady counts as gone: a bug in a check stays "not ready". No dial(): the attempt runs on a
+    worker, so the runner's fast path never sees the uninverted outcome."""
+
+    __slots__ = ("check", "still")
+
+    def __init__(self, check: Any, still: str) -> None:
+        self.check, self.still = check, still
+
+    def attempt(self) -> None:
+        from portpatrol.errors import NotReady
+
+        try:
+            self.check.attempt()
+        except NotReady:
+            return
+        raise NotReady(self.still)
+
+
+def still(target: Target) -> str:
+    """The reason an inverted target is not ready yet: its kind's STILL, or a generic one."""
+    return str(getattr(of(target), "STILL", "still there (the check passes)"))
+
+
 def build(target: Target) -> Any:
     """The check of a target: an object whose attempt() makes one attempt (see the contract).
     Raises SetupError when the kind cannot run on this machine at all."""
     kind = of(target)
     if hasattr(kind, "check"):
-        return kind.check(target.spec, target.timing.dial_timeout)
-    return _Attempts(kind, target.spec, target.bound)
+        check = kind.check(target.spec, target.timing.dial_timeout)
+    else:
+        check = _Attempts(kind, target.spec, target.bound)
+    return _Inverted(check, still(target)) if target.timing.invert else check

@@ -31,19 +31,29 @@ from portpatrol.wire import peer_text
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import subprocess
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from typing import Any
+
+    from portpatrol.address import Address
 
 NAME = "command"
 SCHEMES: tuple[str, ...] = ()  # no address selects it: the `command` key does
 DEFAULT_PORT = None
+# Not a block: a config target's `command:` is the argv itself (a list, instead of an address); the
+# file source passes it to parse() as {"argv": [...]}.
 SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["argv"],
-    "properties": {"argv": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
+    "description": (
+        "A program to run instead of an address: ready when it exits 0 within dial_timeout; on "
+        "timeout its whole process group is killed. No shell: write [sh, -c, '...'] for one. "
+        "`${VAR}` and `${VAR:-default}` are replaced in each word; their values are scrubbed from logs."
+    ),
+    "type": "array",
+    "items": {"type": "string", "minLength": 1},
+    "minItems": 1,
+    "examples": [["pg_isready", "-h", "db"], ["sh", "-c", "test -s /run/app/token"]],
 }
 ENV = {"TARGET_COMMAND": "argv"}
+STILL = "still exits 0"  # the reason an inverted target is not ready yet
 SECRET_KEYS: frozenset[str] = frozenset()
 EXAMPLE = 'e.g. command: [pg_isready, -h, db] or TARGET_COMMAND=\'["pg_isready", "-h", "db"]\''
 TAIL = 64 * 1024  # bytes of output kept: the last line is all a reason shows
@@ -53,6 +63,23 @@ SHOWN = 200  # characters of that line in a reason
 @dataclass(frozen=True, slots=True)
 class Settings:
     argv: tuple[str, ...]
+
+
+def address(scheme: str, rest: str) -> Address:
+    """A command has no address: `command://...` is a mistake, said so."""
+    raise ValueError(f"a command target has no address ({EXAMPLE})")
+
+
+def target_address(argv: Sequence[str], shown: Sequence[str], secrets: frozenset[str]) -> Address:
+    """The Address the sources give a command target: named after the program, shown as written
+    (`shown`: the words before ${VAR} was replaced), `secrets` the values replaced."""
+    import shlex
+
+    from portpatrol.address import Address
+    from portpatrol.model import Kind
+
+    program = shown[0].rpartition("/")[2] or shown[0]
+    return Address(Kind.COMMAND, program, None, None, shlex.join(shown), secrets)
 
 
 def parse(address: str, block: Mapping[str, Any]) -> Settings:
@@ -97,8 +124,25 @@ def describe(settings: Settings) -> str:
     return f"runs {quote(shlex.join(settings.argv), 200)}, ready when it exits 0"
 
 
+# Process groups of attempts in flight. The wait may end while one runs (the deadline, a signal:
+# workers are daemon threads, abandoned at exit), so at exit each is killed as a timeout kills it.
+_running: set[int] = set()
+
+
+def _kill_running() -> None:
+    for group in list(_running):
+        try:  # noqa: SIM105 (contextlib costs start-up)
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def attempt(settings: Settings, deadline: float, bound: float) -> None:
+    import atexit
     import subprocess
+
+    atexit.unregister(_kill_running)  # registered once, however many attempts
+    atexit.register(_kill_running)
 
     try:
         process = subprocess.Popen(  # noqa: S603 - the user's own argv, and no shell
@@ -114,10 +158,12 @@ def attempt(settings: Settings, deadline: float, bound: float) -> None:
         raise NotReady(f"program not executable: {peer_text(settings.argv[0])}") from None
     except OSError as error:
         raise NotReady(f"cannot run {peer_text(settings.argv[0])}: {reason(error, 0.0)}") from None
+    _running.add(process.pid)
     try:
         tail, status = _run(process, deadline)
     finally:
         _kill_group(process)
+        _running.discard(process.pid)
     line = _last_line(tail)
     if status is None:
         why = f"no exit within {format_duration(bound)} (killed)"

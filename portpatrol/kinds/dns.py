@@ -49,18 +49,41 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
+    from portpatrol.address import Address
+
 NAME = "dns"
 SCHEMES = ("dns",)
 DEFAULT_PORT = 53
 SCHEMA: dict[str, Any] = {
+    "description": "Settings of a dns target (dns:NAME, dns://SERVER/NAME); an error on any other type.",
     "type": "object",
     "additionalProperties": False,
+    "default": {},
+    "examples": [{"expect": ["10.0.0.5"]}, {"match": "^10\\."}],
     "properties": {
-        "expect": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
-        "match": {"type": "string", "minLength": 1},
+        "expect": {
+            "description": (
+                "Values that must all be among the answers (like DNS_EXPECT, comma-separated there), in "
+                "presentation form: 10.0.0.5, 2001:db8::1, host.test (CNAME, NS), 10 mail.test (MX), "
+                "0 5 5060 sip.test (SRV), the joined strings of a TXT record."
+            ),
+            "type": "array",
+            "items": {"type": "string", "minLength": 1},
+            "default": [],
+            "examples": [["10.0.0.5"], ["10 mail.test"]],
+        },
+        "match": {
+            "description": (
+                "A regular expression one answer must match (like DNS_MATCH; re.search). Empty: any answer."
+            ),
+            "type": "string",
+            "default": "",
+            "examples": ["^10\\.", "v=ready"],
+        },
     },
 }
 ENV = {"DNS_EXPECT": "expect", "DNS_MATCH": "match"}  # DNS_EXPECT: comma-separated values
+STILL = "still resolves"  # the reason an inverted target is not ready yet
 SECRET_KEYS: frozenset[str] = frozenset()
 
 TYPES = {"A": 1, "NS": 2, "CNAME": 5, "MX": 15, "TXT": 16, "AAAA": 28, "SRV": 33}
@@ -79,6 +102,17 @@ class Settings:
     port: int
     expect: tuple[str, ...] = ()  # normalised with _normal()
     match: re.Pattern[str] | None = None
+
+
+def address(scheme: str, rest: str) -> Address:
+    """`dns:NAME` (the registry passes scheme "dns:") or `dns://SERVER/NAME?type=...`: named after
+    the name looked up, shown as written."""
+    from portpatrol.address import Address
+    from portpatrol.model import Kind
+
+    text = f"dns:{rest}" if scheme == "dns:" else f"dns://{rest}"
+    settings = parse(text, {})
+    return Address(Kind.DNS, settings.name, None, text, text, frozenset())
 
 
 def parse(address: str, block: Mapping[str, Any]) -> Settings:
@@ -114,7 +148,7 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
     if isinstance(expect, str):  # from DNS_EXPECT
         expect = [value.strip() for value in expect.split(",") if value.strip()]
     match = None
-    if block.get("match") is not None:
+    if block.get("match"):  # "" (the schema's default) asks for nothing
         import re
 
         try:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 
 from portpatrol.checks import describe as errno_words
 from portpatrol.errors import NotReady
-from portpatrol.kinds._paths import path_of
+from portpatrol.kinds._paths import path_address, path_of
+from portpatrol.model import Record, set_fields
 from portpatrol.text import printable
 from portpatrol.values import parse_bool
 
@@ -24,25 +24,53 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
+    from portpatrol.address import Address
+
 NAME = "file"
 SCHEMES = ("file",)
 DEFAULT_PORT = None
 SCHEMA: dict[str, Any] = {
+    "description": "Settings of a file target (file:///path); an error on any other type.",
     "type": "object",
     "additionalProperties": False,
-    "properties": {"non_empty": {"type": "boolean"}, "contains": {"type": "string", "minLength": 1}},
+    "default": {},
+    "examples": [{"non_empty": True}, {"contains": "^ready$"}],
+    "properties": {
+        "non_empty": {
+            "description": "Ready only when it is a regular file with data (like FILE_NON_EMPTY).",
+            "type": "boolean",
+            "default": False,
+            "examples": [True],
+        },
+        "contains": {
+            "description": (
+                "A regular expression that must be found in the file's first MiB (like FILE_CONTAINS; "
+                "re.search, ^ and $ match at each line). Empty: any content."
+            ),
+            "type": "string",
+            "default": "",
+            "examples": ["^ready$", "status: (ok|up)"],
+        },
+    },
 }
 ENV = {"FILE_NON_EMPTY": "non_empty", "FILE_CONTAINS": "contains"}
+STILL = "still exists"  # the reason an inverted target is not ready yet
 SECRET_KEYS: frozenset[str] = frozenset()
 EXAMPLE = "e.g. file:///run/secrets/token"
 READ_LIMIT = 1 << 20  # bytes of a file searched by `contains`
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(Record):
+    """A record, not a dataclass: `import dataclasses` is ~15 ms of a file wait's start-up
+    (model.Record says why)."""
+
+    __slots__ = ("path", "non_empty", "contains")  # noqa: RUF023 (the order of __init__)
     path: str
-    non_empty: bool = False
-    contains: re.Pattern[str] | None = None
+    non_empty: bool
+    contains: re.Pattern[str] | None
+
+    def __init__(self, path: str, non_empty: bool = False, contains: re.Pattern[str] | None = None) -> None:
+        set_fields(self, path=path, non_empty=non_empty, contains=contains)
 
 
 def parse(address: str, block: Mapping[str, Any]) -> Settings:
@@ -54,7 +82,7 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
         except ValueError as error:
             raise ValueError(f"file non_empty is {error}") from None
     contains = None
-    if block.get("contains") is not None:
+    if block.get("contains"):  # "" (the schema's default) asks for nothing
         import re
 
         try:
@@ -62,6 +90,10 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
         except re.error as error:
             raise ValueError(f"file contains is not a regular expression: {error} (e.g. ^ready$)") from None
     return Settings(path, bool(non_empty), contains)
+
+
+def address(scheme: str, rest: str) -> Address:
+    return path_address(scheme, rest, EXAMPLE)
 
 
 def secrets(settings: Settings) -> frozenset[str]:

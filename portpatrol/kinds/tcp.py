@@ -18,6 +18,7 @@ SCHEMES = ("tcp",)
 DEFAULT_PORT = None  # a TCP address always names its port
 SCHEMA = None  # no block of settings in a config target
 ENV: dict[str, str] = {}
+STILL = "still accepting connections"  # the reason an inverted target is not ready yet
 SECRET_KEYS: frozenset[str] = frozenset()
 _EXAMPLE = "(e.g. db:5432, tcp://db:5432 or [::1]:5432)"
 

@@ -7,11 +7,11 @@ import errno
 import os
 import socket
 import time
-from dataclasses import dataclass
 
 from portpatrol.checks import reason, timed_out
 from portpatrol.errors import NotReady
-from portpatrol.kinds._paths import path_of
+from portpatrol.kinds._paths import path_address, path_of
+from portpatrol.model import Record, set_fields
 from portpatrol.text import printable, quote
 
 TYPE_CHECKING = False
@@ -19,19 +19,27 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
+    from portpatrol.address import Address
+
 NAME = "unix"
 SCHEMES = ("unix",)
 DEFAULT_PORT = None
-SCHEMA: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": {}}
+SCHEMA = None  # no settings beyond the path
 ENV: dict[str, str] = {}
+STILL = "still accepting connections"  # the reason an inverted target is not ready yet
 SECRET_KEYS: frozenset[str] = frozenset()
 EXAMPLE = "e.g. unix:///run/docker.sock"
 PATH_LIMIT = 107  # bytes of sun_path on Linux, without its final NUL
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(Record):
+    """A record, not a dataclass: on a unix wait's start-up path (model.Record says why)."""
+
+    __slots__ = ("path",)
     path: str
+
+    def __init__(self, path: str) -> None:
+        set_fields(self, path=path)
 
 
 def parse(address: str, block: Mapping[str, Any]) -> Settings:
@@ -39,6 +47,10 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
     if len(os.fsencode(path)) > PATH_LIMIT:
         raise ValueError(f"a unix socket path is at most {PATH_LIMIT} bytes: {quote(path)} ({EXAMPLE})")
     return Settings(path)
+
+
+def address(scheme: str, rest: str) -> Address:
+    return path_address(scheme, rest, EXAMPLE)
 
 
 def secrets(settings: Settings) -> frozenset[str]:

@@ -7,7 +7,7 @@ from portpatrol.errors import BadValue, ConfigError
 from portpatrol.model import Record, Target, Timing, set_fields
 from portpatrol.sources import Collector, settings, target
 from portpatrol.text import mask_secrets, quote, utf8_text
-from portpatrol.values import parse_bool, parse_duration, parse_threshold
+from portpatrol.values import parse_backoff_factor, parse_bool, parse_duration, parse_threshold
 
 TYPE_CHECKING = False  # typing and collections.abc cost ~2 ms to import; only mypy needs their names
 if TYPE_CHECKING:
@@ -71,17 +71,30 @@ def log_settings(environ: Mapping[str, str]) -> LogSettings:
     return LogSettings(log_format, extra)
 
 
+def timing(env: _Env) -> Timing:
+    """The timing variables: CHECK_INTERVAL, DIAL_TIMEOUT, SUCCESS_THRESHOLD, CHECK_BACKOFF_FACTOR,
+    CHECK_MAX_INTERVAL and TARGET_INVERT."""
+    threshold = env.parse("SUCCESS_THRESHOLD", parse_threshold)
+    factor = env.parse("CHECK_BACKOFF_FACTOR", parse_backoff_factor) or 1.0
+    ceiling = env.parse("CHECK_MAX_INTERVAL", parse_duration)
+    invert = env.boolean("TARGET_INVERT")
+    interval, dial_timeout = env.duration("CHECK_INTERVAL", 2.0), env.duration("DIAL_TIMEOUT", 1.0)
+    return Timing(interval, dial_timeout, threshold or 1, factor, ceiling, invert)
+
+
 def targets(environ: Mapping[str, str]) -> list[Target]:
-    """The target the variables describe: none without TARGET_ADDRESS, else exactly one."""
+    """The target the variables describe: none without TARGET_ADDRESS (or TARGET_COMMAND), else
+    exactly one."""
     collector = Collector()
     env = _Env(environ, collector)
     text = env.get("TARGET_ADDRESS")
     if text is None:
-        return []
+        return _command(env) if env.get("TARGET_COMMAND") else []
+    if env.get("TARGET_COMMAND"):
+        collector.add("TARGET_COMMAND", "a target has TARGET_ADDRESS or TARGET_COMMAND, not both (unset one)")
     check_type = env.parse("TARGET_CHECK_TYPE", kinds.parse_type)
     address = env.parse("TARGET_ADDRESS", lambda t: kinds.parse_address(t, check_type, "TARGET_CHECK_TYPE"))
-    threshold = env.parse("SUCCESS_THRESHOLD", parse_threshold)
-    timing = Timing(env.duration("CHECK_INTERVAL", 2.0), env.duration("DIAL_TIMEOUT", 1.0), threshold or 1)
+    found_timing = timing(env)
     intended = address.kind if address else kinds.intended_kind(text, check_type)
 
     spec = None
@@ -99,4 +112,20 @@ def targets(environ: Mapping[str, str]) -> list[Target]:
     name = env.parse("TARGET_NAME", lambda t: utf8_text(t, "(e.g. orders-db)"))
     if address is None or spec is None or collector.problems:
         raise ConfigError(collector.problems)
-    return [target(address, name, timing, spec)]
+    return [target(address, name, found_timing, spec)]
+
+
+def _command(env: _Env) -> list[Target]:
+    """TARGET_COMMAND's target: a JSON array of words, or words split as a POSIX shell would
+    (never run by one); kinds/command.py."""
+    from portpatrol.kinds import command
+
+    check_type = env.parse("TARGET_CHECK_TYPE", kinds.parse_type)
+    if check_type not in (None, "command"):
+        env.collector.add(env.where("TARGET_CHECK_TYPE"), "TARGET_COMMAND makes it a command target")
+    found_timing = timing(env)
+    spec = env.parse("TARGET_COMMAND", lambda t: command.parse("", {"argv": t}))
+    name = env.parse("TARGET_NAME", lambda t: utf8_text(t, "(e.g. migrations)"))
+    if spec is None or env.collector.problems:
+        raise ConfigError(env.collector.problems)
+    return [target(command.target_address(spec.argv, spec.argv, frozenset()), name, found_timing, spec)]

@@ -26,7 +26,7 @@ from portpatrol.model import Kind, Plan, Target, Timing
 from portpatrol.schema import schema_text
 from portpatrol.sources import Collector, settings, target
 from portpatrol.text import cut, mask_secrets, not_utf8, printable, quote, scrub
-from portpatrol.values import parse_duration, parse_threshold
+from portpatrol.values import parse_backoff_factor, parse_duration, parse_threshold
 
 T = TypeVar("T")
 JsonPath = tuple[str | int, ...]
@@ -391,7 +391,8 @@ class _Http:
     skip_tls_verify: bool
 
 
-TIMING_KEYS = ("interval", "dial_timeout", "success_threshold")  # the keys of Timing
+# The keys of Timing, in a target and in defaults.
+TIMING_KEYS = ("interval", "dial_timeout", "success_threshold", "backoff_factor", "max_interval", "invert")
 
 
 class _Compiler:
@@ -644,7 +645,24 @@ class _Compiler:
         if key == "success_threshold":
             count = self.threshold(path, value)
             return None if count is None else (count, frozenset())
+        if key == "invert":
+            flag = self.boolean(path, value)
+            return None if value is _SKIP or not isinstance(value, bool) else (flag, frozenset())
+        if key == "backoff_factor":
+            return self.factor(path, value)
         return self.duration(path, value)
+
+    def factor(self, path: JsonPath, value: Any) -> tuple[float, frozenset[str]] | None:
+        if value is _SKIP:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.add(path, f"expected a number from 1 to 100 (e.g. 2), got {_kind_of(value)}")
+            return None
+        try:
+            return parse_backoff_factor(repr(float(value))), frozenset()
+        except ValueError as error:
+            self.add(path, f"{error}, got {value}")
+            return None
 
     def target(
         self,
@@ -679,6 +697,8 @@ class _Compiler:
                     timing[key] = found
         for _, found_secrets in timing.values():
             secrets |= found_secrets
+        if "command" in item or "address" not in item:
+            return self.command_target(path, item, check_type, name, timing, secrets)
         address_path = (*path, "address")
         template = self.string(address_path, item["address"])
         address: Address | None = None
@@ -700,7 +720,7 @@ class _Compiler:
         if address is None or template is None or resolved is None:
             return None
         for other in kinds.KINDS:  # a block of another kind than the target's
-            if other not in item:
+            if other not in item or other == "command":
                 continue
             kind = Kind(other.upper())
             if address.kind is not kind:
@@ -725,6 +745,56 @@ class _Compiler:
             return None
         if resolved.value != template:
             address = self.as_written(template, check_type, address, resolved.secrets)
+        values = {key: found[0] for key, found in timing.items()}
+        return target(address, name, Timing(**values), spec, frozenset(secrets))
+
+    def command_target(  # noqa: PLR0917 (what target() found so far)
+        self,
+        path: JsonPath,
+        item: _Map,
+        check_type: str | None,
+        name: str | None,
+        timing: dict[str, tuple[Any, frozenset[str]]],
+        secrets: set[str],
+    ) -> Target | None:
+        """A target with `command: [argv...]` instead of an address (kinds/command.py). Each word's
+        `${VAR}` is replaced; the values are secrets (scrubbed from the command's output too)."""
+        from portpatrol.kinds import command
+
+        where = (*path, "command")
+        if "address" in item:
+            self.add(where, "a target has an address or a command, not both (drop one)", key=True)
+            return None
+        if "command" not in item:
+            self.add(path, "address is required (or command: [program, args...])")
+            return None
+        if check_type not in (None, "command"):
+            self.add((*path, "type"), "a target with a command is a command target (drop type)")
+        for other in kinds.KINDS:
+            if other != "command" and other in item:
+                self.add(
+                    (*path, other), "only for targets of that kind, and this one runs a command", key=True
+                )
+        raw = item["command"]
+        if not isinstance(raw, _Seq) or not raw:
+            self.add(where, f"expected a list of words, e.g. [pg_isready, -h, db], got {_kind_of(raw)}")
+            return None
+        words: list[str] = []
+        for index, word in enumerate(raw):
+            text = self.string((*where, index), word)
+            if text is not None and not text:
+                self.add((*where, index), "must not be empty")
+            elif text is not None and (resolved := self.interpolate((*where, index), text)) is not None:
+                secrets |= resolved.secrets
+                words.append(resolved.value)
+        if len(words) != len(raw):
+            return None
+        try:
+            spec = command.parse("", {"argv": words})
+        except ValueError as error:
+            self.add(where, _hide(str(error), frozenset(secrets)))
+            return None
+        address = command.target_address(words, list(raw), frozenset(secrets))
         values = {key: found[0] for key, found in timing.items()}
         return target(address, name, Timing(**values), spec, frozenset(secrets))
 

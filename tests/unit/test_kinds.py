@@ -11,23 +11,34 @@ import pytest
 from portpatrol import kinds
 from portpatrol.model import Target
 
+SAMPLES: dict[str, tuple[str, dict[str, object]]] = {
+    "dns": ("dns:db.test", {}),
+    "file": ("file:///run/app/token", {}),
+    "unix": ("unix:///run/app.sock", {}),
+    "command": ("", {"argv": ["true"]}),
+}
+
 
 @pytest.mark.parametrize("name", list(kinds.KINDS))
 def test_every_kind_module_follows_the_contract(name: str) -> None:
     kind = kinds.module(name)
     assert name == kind.NAME
-    assert kinds.KINDS[name] == kind.SCHEMES  # the registry line lists the module's schemes
+    assert kinds.KINDS[name] == (kind.SCHEMES or (kind.NAME,))  # its schemes, or its NAME (command)
     assert kind.DEFAULT_PORT is None or 1 <= kind.DEFAULT_PORT <= 65535
-    assert kind.SCHEMA is None or kind.SCHEMA["type"] == "object"
+    # command's `command: [argv...]` is the argv itself, not a block (kinds/command.py)
+    assert kind.SCHEMA is None or kind.SCHEMA["type"] == ("array" if name == "command" else "object")
     assert set(kind.SECRET_KEYS) <= set(kind.ENV.values())
-    if kind.SCHEMA is not None:
+    if kind.SCHEMA is not None and name != "command":
         assert set(kind.ENV.values()) <= set(kind.SCHEMA["properties"])
     for hook in ("parse", "secrets", "describe", "attempt"):
         assert callable(getattr(kind, hook)), hook
-    try:
-        settings = kind.parse(f"{kind.SCHEMES[0]}://127.0.0.1:1", {})
-    except ValueError:  # a kind without ports (icmp)
-        settings = kind.parse(f"{kind.SCHEMES[0]}://127.0.0.1", {})
+    if name in SAMPLES:  # kinds whose address names no host
+        settings = kind.parse(*SAMPLES[name])
+    else:
+        try:
+            settings = kind.parse(f"{kind.SCHEMES[0]}://127.0.0.1:1", {})
+        except ValueError:  # a kind without ports (icmp)
+            settings = kind.parse(f"{kind.SCHEMES[0]}://127.0.0.1", {})
     assert isinstance(settings, kind.Settings)
     # a frozen slotted dataclass, or a model.Record where start-up pays for it
     names = [field.name for field in fields(settings)] if is_dataclass(settings) else settings.__slots__

@@ -25,7 +25,7 @@ PUBLISHED = ROOT / "schemas" / "portpatrol.schema.json"
 SCHEMA: dict[str, Any] = json.loads(PUBLISHED.read_text(encoding="utf-8"))
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 # Keys that are required, or whose default is derived, so a fixed default would mislead.
-NO_DEFAULT = {"targets", "address", "name", "value"}
+NO_DEFAULT = {"targets", "address", "name", "value", "command"}
 
 
 def test_the_package_ships_the_published_schema() -> None:
