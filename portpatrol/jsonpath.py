@@ -401,8 +401,7 @@ class _Parser:
 
             return (_Singular(nodes), "singular") if singular else (nodes, "query")
         if self.peek("'") or self.peek('"'):
-            text = self.string()
-            return (lambda n, r: text), "value"
+            return _Literal(self.string()), "value"
         for word, constant in (("true", True), ("false", False), ("null", None)):
             if self.take(word):
                 return (lambda n, r, v=constant: v), "value"
@@ -458,16 +457,33 @@ class _Parser:
 
             return length, "value"
         subject, pattern = args[0][0], args[1][0]
-        full = name == "match"
+        # The pattern must be written in the path: one taken from the peer's document could be made
+        # to backtrack for as long as the peer likes. Compiled once, here.
+        if not isinstance(pattern, _Literal) or not isinstance(pattern.value, str):
+            self.fail(f"the pattern of {name}() must be a string written in the path")
+        assert isinstance(pattern, _Literal)
+        compiled = _iregexp(str(pattern.value), name == "match")
+        if compiled is None:
+            self.fail(f"the pattern of {name}() is not a regular expression")
+        assert compiled is not None
 
         def matches(n: JSON, r: JSON) -> bool:
-            text, regex = subject(n, r), pattern(n, r)
-            if not isinstance(text, str) or not isinstance(regex, str):
-                return False
-            compiled = _iregexp(regex, full)
-            return compiled is not None and compiled.search(text) is not None
+            text = subject(n, r)
+            return isinstance(text, str) and compiled.search(text) is not None
 
         return matches, "logical"
+
+
+class _Literal:
+    """A string written in the path."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __call__(self, node: JSON, root: JSON) -> object:
+        return self.value
 
 
 class _Singular:

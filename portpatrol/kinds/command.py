@@ -179,9 +179,7 @@ def attempt(settings: Settings, deadline: float, bound: float) -> None:
 def _run(process: subprocess.Popen[bytes], deadline: float) -> tuple[bytes, int | None]:
     """The output's tail and the exit status, or None for the status when the deadline came first.
     Reading stops when the program has exited, even if a child it left still holds the pipe."""
-    import contextlib
     import select
-    import subprocess
 
     assert process.stdout is not None
     fd = process.stdout.fileno()
@@ -191,7 +189,7 @@ def _run(process: subprocess.Popen[bytes], deadline: float) -> tuple[bytes, int 
     open_pipe = True
     while True:
         left = deadline - time.monotonic()
-        status = process.poll()
+        status = _exited(process.pid)
         if status is not None or left <= 0:
             break
         # Wake at least every 50 ms: the pipe may stay open after the program exits.
@@ -203,8 +201,7 @@ def _run(process: subprocess.Popen[bytes], deadline: float) -> tuple[bytes, int 
             else:
                 open_pipe = False
         elif not open_pipe:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(min(left, 0.05))
+            time.sleep(min(left, 0.05))
     # What the program wrote just before it exited; a child it left may write on: a few reads only.
     for _ in range(16 if open_pipe else 0):
         if not poller.poll(0) or not (chunk := os.read(fd, 65536)):
@@ -215,9 +212,18 @@ def _run(process: subprocess.Popen[bytes], deadline: float) -> tuple[bytes, int 
     return bytes(tail), status
 
 
+def _exited(pid: int) -> int | None:
+    """The program's exit status (negative: the signal that ended it) once it has exited, else None.
+    It is not reaped here: while it is a zombie its pid, which is its group's id, cannot be reused, so
+    killing the group afterwards cannot hit an unrelated new process."""
+    found = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    if found is None or found.si_pid == 0:
+        return None
+    return found.si_status if found.si_code == os.CLD_EXITED else -found.si_status
+
+
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    """Kills the program's process group, then reaps the program. The group id stays valid while
-    any member lives, even after the program itself has exited and been reaped."""
+    """Kills the program's process group, then reaps the program (only now: see _exited)."""
     import contextlib
 
     with contextlib.suppress(ProcessLookupError):

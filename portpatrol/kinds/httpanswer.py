@@ -156,10 +156,14 @@ class Expectations:
 
             try:
                 document = json.loads(body)
-            except (ValueError, RecursionError):
+            except RecursionError:
+                raise NotReady(f"body is JSON nested deeper than {MAX_DEPTH} levels") from None
+            except ValueError:
                 raise NotReady(
                     f"body is not JSON (first {SHOWN} characters: {peer_text(body, SHOWN)})"
                 ) from None
+            if _too_deep(document):
+                raise NotReady(f"body is JSON nested deeper than {MAX_DEPTH} levels")
             for condition in self.json:
                 failure = condition.failure(document)
                 if failure is not None:
@@ -310,6 +314,25 @@ class _Decoder:
             raise NotReady(f"body ends before its {self.coding} data does")
 
 
+MAX_DEPTH = 64  # JSON nesting judged: paths and values are walked recursively
+
+
+def _too_deep(document: Any) -> bool:
+    """Whether JSON is nested deeper than MAX_DEPTH (a peer's body: walked level by level)."""
+    level: list[Any] = [document]
+    for _ in range(MAX_DEPTH + 1):
+        level = [
+            child
+            for value in level
+            if isinstance(value, dict | list)
+            for child in (value.values() if isinstance(value, dict) else value)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return True
+
+
 def _charset(content_type: str | None) -> str:
     import codecs
 
@@ -318,9 +341,14 @@ def _charset(content_type: str | None) -> str:
         if key.strip().lower() == "charset":
             name = value.strip().strip('"')
             try:
-                return codecs.lookup(name).name
-            except LookupError:
+                info = codecs.lookup(name)
+            except (LookupError, UnicodeError):
                 break
+            # Only text encodings: `hex`, `rot13`, `zlib` and the like are codecs too, and `idna` or
+            # `punycode` fail on arbitrary bytes; a peer naming one gets UTF-8.
+            if info._is_text_encoding and info.name not in ("idna", "punycode"):
+                return info.name
+            break
     return "utf-8"
 
 

@@ -190,3 +190,18 @@ def test_arbitrary_bytes_decode_or_fail_by_name(data: bytes, coding: str | None)
     except NotReady:
         return
     assert len(body) <= 4096
+
+
+@pytest.mark.parametrize(
+    "charset", ["hex", "rot13", "base64", "zlib", "idna", "punycode", "no-such-codec", "utf-8"]
+)
+def test_any_charset_a_peer_names_decodes_the_body_or_falls_back_to_utf8(charset: str) -> None:
+    expectations = parse({"expect": {"body": "ok"}})
+    expectations.judge((), b"ok \xff\x00", f"text/plain; charset={charset}")
+
+
+def test_json_nested_too_deep_is_a_reason_not_a_crash() -> None:
+    block = {"expect": {"json": [{"path": "$..x", "exists": False}]}}
+    for depth in (200, 100_000):  # judged level by level; past the interpreter's limit for json.loads
+        assert judge(block, b"[" * depth + b"]" * depth) == "body is JSON nested deeper than 64 levels"
+    assert judge(block, json.loads(b"[" * 60 + b"]" * 60)) is None

@@ -107,6 +107,8 @@ def test_match_is_anchored_and_dot_stops_at_line_ends() -> None:
         ("$['\\q']", "unknown escape"),
         ("$[9007199254740992]", "out of range"),
         ("$.a b", "unexpected text"),
+        ("$[?match(@.a, @.b)]", "must be a string written in the path"),
+        ("$[?search(@, '(')]", "not a regular expression"),
     ],
 )
 def test_invalid_paths_say_where(path: str, where: str) -> None:
