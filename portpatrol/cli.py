@@ -91,12 +91,15 @@ def _parser() -> argparse.ArgumentParser:
     import argparse
 
     class Parser(argparse.ArgumentParser):
+        argv: Sequence[str] = ()  # what is parsed: its values are taken out of argparse's messages
+
         def error(self, message: str) -> NoReturn:
             from portpatrol.text import cut, printable
 
-            # argparse echoes an unknown option raw and an invalid value whole: escaped and cut,
-            # neither can break the line or flood it.
-            message = printable(cut(message, 200))
+            # argparse echoes an unknown option raw and an invalid value whole: neither is shown (an
+            # unquoted empty variable makes a URL with its password an option's value), and what
+            # is left is escaped and cut, so it can neither break the line nor flood it.
+            message = printable(cut(_without_values(message, self.argv), 200))
             raise ConfigError([Problem("arguments", f"{message} (see portpatrol --help)")])
 
     parser = Parser(
@@ -148,8 +151,26 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     """The parsed arguments. Without any (the initContainer case) argparse is not even imported:
     start-up time is what every pod pays."""
     if argv:
-        return _parser().parse_intermixed_args(argv)
+        parser = _parser()
+        parser.argv = argv  # type: ignore[attr-defined]
+        return parser.parse_intermixed_args(argv)
     return _Defaults()  # type: ignore[return-value]
+
+
+def _without_values(message: str, argv: Sequence[str]) -> str:
+    """argparse's message with no argument's value in it: `--bogus=VALUE` -> `--bogus=…`, a
+    rejected value (`invalid int value: 'VALUE'`) dropped, any other argument quoted -> `…`."""
+    import re
+
+    message = re.sub(r"(invalid [\w ]+ value|ignored explicit argument):? .*", r"\1", message, flags=re.S)
+    for arg in sorted(set(argv), key=len, reverse=True):
+        name, eq, _ = arg.partition("=")
+        option = re.fullmatch(r"--?[A-Za-z0-9][A-Za-z0-9-]*", name) is not None
+        shown = arg if option and not eq else f"{name}=…" if option else "…"
+        message = re.sub(rf"(?<!\S){re.escape(arg)}(?!\S)", shown.replace("\\", "\\\\"), message)
+    if "@" in message or "://" in message:  # a value argparse quoted in a way not foreseen here
+        return "an argument is not valid"
+    return message
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -231,13 +252,20 @@ def _compile(
     reported at once. `validate` also checks a config file by the published schema itself."""
     from portpatrol import sources
     from portpatrol.sources import env
-    from portpatrol.text import cut, quote
+    from portpatrol.text import cut, mask_secrets, quote, shown_value
     from portpatrol.values import parse_duration
 
     collector = sources.Collector()
 
     def duration(where: str, text: str | None) -> float | None:
-        return None if not text else collector.parse(f"{where}={quote(text)}", text, parse_duration)
+        # Shown only when it looks like a mistyped duration: `--timeout "$T" URL` with T empty
+        # makes the URL, password and all, the value.
+        shown = text and shown_value(text, "0123456789.nsuµμmh +-")
+        return (
+            None
+            if not text
+            else collector.parse(f"{where}={shown}" if shown else where, text, parse_duration)
+        )
 
     for option, value, example in (
         ("--timeout", args.timeout, "30s"),
@@ -262,13 +290,13 @@ def _compile(
     if args.report is not None and args.report != "-" and not _writable(args.report):
         # Found now, not after a wait of minutes that then cannot say how it went.
         collector.add(
-            f"--report={quote(args.report)}",
+            f"--report={quote(mask_secrets(args.report))}",
             "cannot be written: its folder must exist and be writable (e.g. --report /tmp/report.json)",
         )
     elif args.report not in (None, "-") and os.path.exists(args.report) and not os.path.isfile(args.report):
         # The report replaces FILE by renaming a new file onto it; a FIFO would also hang the writer.
         why = "is not a regular file (e.g. --report /tmp/report.json)"
-        collector.add(f"--report={quote(args.report)}", why)
+        collector.add(f"--report={quote(mask_secrets(args.report))}", why)
     problems = collector.problems
     settings = LogSettings()
     try:
@@ -422,9 +450,9 @@ def _report(path: str, runner: Runner, status: int) -> bool:
             os.unlink(temporary)
             raise
     except OSError as error:
-        from portpatrol.text import cut, printable
+        from portpatrol.text import cut, mask_secrets, printable
 
-        shown = printable(cut(path, 200))
+        shown = printable(cut(mask_secrets(path), 200))
         _say(f"portpatrol: --report {shown}: cannot write: {error.strerror or error}")
         return False
     return True

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from portpatrol import kinds
 from portpatrol.address import Address
 from portpatrol.errors import BadValue, ConfigError, Problem
-from portpatrol.kinds.http import StatusCodes, parse_method, parse_status_codes
+from portpatrol.kinds.http import StatusCodes, bad_header_name, parse_method, parse_status_codes
 from portpatrol.model import Kind, Plan, Target, Timing
 from portpatrol.schema import schema_text
 from portpatrol.sources import Collector, settings, target
@@ -64,8 +64,10 @@ def load(path: str, environ: Mapping[str, str], *, check_schema: bool = False) -
     try:
         with open(path, "rb") as file:
             data = file.read(_MAX_BYTES + 1)
-    except OSError as error:  # cut: a path too long to open may be any length
-        raise ConfigError([Problem(cut(where, 200), f"cannot read: {error.strerror or error}")]) from None
+    except OSError as error:  # cut: a path too long to open may be any length; masked: it may be
+        # an address that an unquoted empty variable made --config's value
+        shown = cut(printable(mask_secrets(path)), 200)
+        raise ConfigError([Problem(shown, f"cannot read: {error.strerror or error}")]) from None
     if len(data) > _MAX_BYTES:
         raise ConfigError([Problem(where, f"larger than {_MAX_BYTES // 2**20} MiB: not a config file")])
     return loads(data, where, environ, check_schema=check_schema)
@@ -770,7 +772,9 @@ class _Compiler:
         try:
             written = kinds.parse_address(template, check_type, "type")
         except ValueError:
-            written = address.replace(display=template, host=_host_of(template), secrets=frozenset())
+            written = address.replace(
+                display=mask_secrets(template), host=_host_of(template), secrets=frozenset()
+            )
         display = scrub(written.display, secrets | written.secrets | address.secrets)
         return address.replace(display=display, host=written.host)
 
@@ -859,8 +863,9 @@ class _Compiler:
         seen: set[str] = set()
         for where, name, text in pairs:
             if not isinstance(name, str) or not self.header_name_re.search(name):
-                shown = quote(name, 40) if isinstance(name, str) else _kind_of(name)
-                self.add(where, f"the header name {shown} is not valid (e.g. Authorization, X-Request-Id)")
+                at = where if isinstance(where[-1], int) else path  # the JSON path would show the name
+                why = bad_header_name(name) if isinstance(name, str) else f"has {_kind_of(name)} as its name"
+                self.add(at, f"the header {why} (e.g. Authorization, X-Request-Id)")
                 continue
             if not isinstance(text, str):
                 self.add(where, f"a header value must be a string, got {_kind_of(text)} (quote it)")
