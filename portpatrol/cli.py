@@ -134,6 +134,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FRACTION",
         help="stretch pauses by up to this (default: 0.1)",
     )
+    add(
+        "--no-env",
+        action="store_true",
+        help="validate only: check a config file without the environment (an unset ${VAR} is allowed)",
+    )
     add("--version", action="version", version=f"portpatrol {__version__}")
     return parser
 
@@ -145,6 +150,7 @@ class _Defaults:
     config = timeout = interval = dial_timeout = report = None
     workers = DEFAULT_WORKERS
     jitter = 0.1
+    no_env = False
 
 
 def _arguments(argv: list[str]) -> argparse.Namespace:
@@ -256,6 +262,10 @@ def _compile(
     from portpatrol.values import parse_duration
 
     collector = sources.Collector()
+    if args.no_env and not validate:
+        collector.add("--no-env", "is for validate only (e.g. portpatrol validate --no-env --config FILE)")
+    elif args.no_env:  # the file's shape and values without the environment: no variable is set
+        environ = {}
 
     def duration(where: str, text: str | None) -> float | None:
         # Shown only when it looks like a mistyped duration: `--timeout "$T" URL` with T empty
@@ -313,7 +323,7 @@ def _compile(
         from portpatrol.sources import file
 
         try:
-            loaded = file.load(config, environ, check_schema=validate)
+            loaded = file.load(config, environ, check_schema=validate, no_env=args.no_env)
             targets += loaded.targets
             timeout = timeout or loaded.timeout
         except ConfigError as error:
@@ -352,7 +362,10 @@ def _validate(plan: Plan) -> int:
             details.append(f"{timing.success_threshold} successes")
         row = [target.name, target.kind.value, target.address, format_duration(timing.interval)]
         row += [format_duration(timing.dial_timeout), ", ".join(details)]
-        rows.append([printable(scrub(cell, target.secrets)) for cell in row])  # a name may hold \n or ESC
+        # The address is masked by position already, and the type and durations are ours: scrubbing
+        # them of a short secret turned `1s` into `***s`. A name may hold \n or ESC.
+        row[0], row[5] = scrub(row[0], target.secrets), scrub(row[5], target.secrets)
+        rows.append([printable(cell) for cell in row])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     deadline = "no deadline" if plan.timeout is None else f"deadline {format_duration(plan.timeout)}"
     count = len(plan.targets)
