@@ -8,7 +8,7 @@ by the paths that need them."""
 from __future__ import annotations
 
 from portpatrol.model import Kind, Record, set_fields
-from portpatrol.text import HIDDEN_QUERY_NAME, quote
+from portpatrol.text import HIDDEN_QUERY_NAME, MASK, quote
 
 _DIGITS = "0123456789"
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -65,6 +65,13 @@ def url_address(kind: Kind, url: str, default_port: int | None, example: str) ->
         parts = urlsplit(url)
     except ValueError as error:
         raise ValueError(f"not a URL: {error} {example}") from None
+    if "@" in parts.path + parts.fragment or any("@" in p.partition("=")[0] for p in parts.query.split("&")):
+        # `http://user:pa/ss@host` is host `user` with the path `/ss@host`: a password holding `/`,
+        # `?` or `#` unencoded would be shown (and sent) as the host and path.
+        raise ValueError(
+            "an '@' after the host: percent-encode a '/', '?' or '#' in the password "
+            f"(%2F, %3F, %23) and an '@' in the path (%40) {example}"
+        )
     userinfo, host, port = split_netloc(parts.netloc, example)
     display, secrets = mask_userinfo(userinfo, url)
     query = []
@@ -76,6 +83,8 @@ def url_address(kind: Kind, url: str, default_port: int | None, example: str) ->
         query.append(f"{name}=***" if secret else pair)
     if secrets and parts.query:
         display = display.replace(parts.query, "&".join(query), 1)
+    if parts.fragment and query != parts.query.split("&"):  # a `#` ends a hidden value: its rest
+        display = display[: display.rindex("#")] + "#" + MASK
     return Address(kind, host, port or default_port, url, display, secrets)
 
 
@@ -110,13 +119,18 @@ def split_netloc(netloc: str, example: str) -> tuple[str, str, int | None]:
 
 
 def mask_userinfo(userinfo: str, text: str) -> tuple[str, frozenset[str]]:
-    """Hide the password of `user:password@` (or a bare `token@`) in the display form."""
+    """Hide the whole user info of `user:password@` (or a bare `token@`) in the display form: a
+    token is often written as the user (`https://TOKEN@host`, `TOKEN:x-oauth-basic@`, `TOKEN:@`),
+    so no part of it is shown. Its secrets are the password and a user that may be a token (no
+    password, or a long one), each also percent-decoded."""
     if not userinfo:
         return text, frozenset()
     from urllib.parse import unquote
 
-    user, colon, password = userinfo.partition(":")
-    hidden = password if colon else user
-    masked = f"{user}:***" if colon else "***"
-    secrets = frozenset(s for s in (hidden, unquote(hidden)) if s)
-    return text.replace(userinfo + "@", masked + "@", 1), secrets
+    user, _, password = userinfo.partition(":")
+    hidden = [password]
+    if not password or len(user) >= 16:  # a token is long; a user name rarely is
+        hidden.append(user)
+    hidden += [unquote(item) for item in hidden]
+    secrets = frozenset(item for item in hidden if item)
+    return text.replace(userinfo + "@", MASK + "@", 1), secrets

@@ -98,12 +98,15 @@ def _parser() -> argparse.ArgumentParser:
     import argparse
 
     class Parser(argparse.ArgumentParser):
+        argv: Sequence[str] = ()  # what is parsed: its values are taken out of argparse's messages
+
         def error(self, message: str) -> NoReturn:
             from portpatrol.text import cut, printable
 
-            # argparse echoes an unknown option raw and an invalid value whole: escaped and cut,
-            # neither can break the line or flood it.
-            message = printable(cut(message, 200))
+            # argparse echoes an unknown option raw and an invalid value whole: neither is shown (an
+            # unquoted empty variable makes a URL with its password an option's value), and what
+            # is left is escaped and cut, so it can neither break the line nor flood it.
+            message = printable(cut(_without_values(message, self.argv), 200))
             raise ConfigError([Problem("arguments", f"{message} (see portpatrol --help)")])
 
     parser = Parser(
@@ -145,6 +148,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FRACTION",
         help="stretch pauses by up to this (default: 0.1)",
     )
+    add(
+        "--no-env",
+        action="store_true",
+        help="validate only: check a config file without the environment (an unset ${VAR} is allowed)",
+    )
     add("--version", action="version", version=f"portpatrol {__version__}")
     return parser
 
@@ -157,14 +165,33 @@ class _Defaults:
     invert = False
     workers = DEFAULT_WORKERS
     jitter = 0.1
+    no_env = False
 
 
 def _arguments(argv: list[str]) -> argparse.Namespace:
     """The parsed arguments. Without any (the initContainer case) argparse is not even imported:
     start-up time is what every pod pays."""
     if argv:
-        return _parser().parse_intermixed_args(argv)
+        parser = _parser()
+        parser.argv = argv  # type: ignore[attr-defined]
+        return parser.parse_intermixed_args(argv)
     return _Defaults()  # type: ignore[return-value]
+
+
+def _without_values(message: str, argv: Sequence[str]) -> str:
+    """argparse's message with no argument's value in it: `--bogus=VALUE` -> `--bogus=…`, a
+    rejected value (`invalid int value: 'VALUE'`) dropped, any other argument quoted -> `…`."""
+    import re
+
+    message = re.sub(r"(invalid [\w ]+ value|ignored explicit argument):? .*", r"\1", message, flags=re.S)
+    for arg in sorted(set(argv), key=len, reverse=True):
+        name, eq, _ = arg.partition("=")
+        option = re.fullmatch(r"--?[A-Za-z0-9][A-Za-z0-9-]*", name) is not None
+        shown = arg if option and not eq else f"{name}=…" if option else "…"
+        message = re.sub(rf"(?<!\S){re.escape(arg)}(?!\S)", shown.replace("\\", "\\\\"), message)
+    if "@" in message or "://" in message:  # a value argparse quoted in a way not foreseen here
+        return "an argument is not valid"
+    return message
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -246,13 +273,24 @@ def _compile(
     reported at once. `validate` also checks a config file by the published schema itself."""
     from portpatrol import sources
     from portpatrol.sources import env
-    from portpatrol.text import cut, quote
+    from portpatrol.text import cut, mask_secrets, quote, shown_value
     from portpatrol.values import parse_duration
 
     collector = sources.Collector()
+    if args.no_env and not validate:
+        collector.add("--no-env", "is for validate only (e.g. portpatrol validate --no-env --config FILE)")
+    elif args.no_env:  # the file's shape and values without the environment: no variable is set
+        environ = {}
 
     def duration(where: str, text: str | None) -> float | None:
-        return None if not text else collector.parse(f"{where}={quote(text)}", text, parse_duration)
+        # Shown only when it looks like a mistyped duration: `--timeout "$T" URL` with T empty
+        # makes the URL, password and all, the value.
+        shown = text and shown_value(text, "0123456789.nsuµμmh +-")
+        return (
+            None
+            if not text
+            else collector.parse(f"{where}={shown}" if shown else where, text, parse_duration)
+        )
 
     for option, value, example in (
         ("--timeout", args.timeout, "30s"),
@@ -283,13 +321,13 @@ def _compile(
     if args.report is not None and args.report != "-" and not _writable(args.report):
         # Found now, not after a wait of minutes that then cannot say how it went.
         collector.add(
-            f"--report={quote(args.report)}",
+            f"--report={quote(mask_secrets(args.report))}",
             "cannot be written: its folder must exist and be writable (e.g. --report /tmp/report.json)",
         )
     elif args.report not in (None, "-") and os.path.exists(args.report) and not os.path.isfile(args.report):
         # The report replaces FILE by renaming a new file onto it; a FIFO would also hang the writer.
         why = "is not a regular file (e.g. --report /tmp/report.json)"
-        collector.add(f"--report={quote(args.report)}", why)
+        collector.add(f"--report={quote(mask_secrets(args.report))}", why)
     problems = collector.problems
     settings = LogSettings()
     try:
@@ -306,7 +344,7 @@ def _compile(
         from portpatrol.sources import file
 
         try:
-            loaded = file.load(config, environ, check_schema=validate)
+            loaded = file.load(config, environ, check_schema=validate, no_env=args.no_env)
             targets += loaded.targets
             timeout = timeout or loaded.timeout
         except ConfigError as error:
@@ -359,7 +397,10 @@ def _validate(plan: Plan) -> int:
             details.append(f"backoff x{timing.backoff_factor:g} up to {ceiling}")
         row = [target.name, target.kind.value, target.address, format_duration(timing.interval)]
         row += [format_duration(timing.dial_timeout), ", ".join(details)]
-        rows.append([printable(scrub(cell, target.secrets)) for cell in row])  # a name may hold \n or ESC
+        # The address is masked by position already, and the type and durations are ours: scrubbing
+        # them of a short secret turned `1s` into `***s`. A name may hold \n or ESC.
+        row[0], row[5] = scrub(row[0], target.secrets), scrub(row[5], target.secrets)
+        rows.append([printable(cell) for cell in row])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     deadline = "no deadline" if plan.timeout is None else f"deadline {format_duration(plan.timeout)}"
     count = len(plan.targets)
@@ -457,9 +498,9 @@ def _report(path: str, runner: Runner, status: int) -> bool:
             os.unlink(temporary)
             raise
     except OSError as error:
-        from portpatrol.text import cut, printable
+        from portpatrol.text import cut, mask_secrets, printable
 
-        shown = printable(cut(path, 200))
+        shown = printable(cut(mask_secrets(path), 200))
         _say(f"portpatrol: --report {shown}: cannot write: {error.strerror or error}")
         return False
     return True

@@ -19,7 +19,7 @@ _UNQUOTED_ESCAPES = {c: escape for c, escape in _ESCAPES.items() if c not in (or
 MASK = "***"
 # Query parameters whose values are hidden in an address shown (`?token=...`).
 HIDDEN_QUERY_NAME = r"(?i)token|key|secret|pass|pwd|auth|sig|credential|session|code"
-_QUERY_PAIR = r"([?&;]([^=&#;?]*)=)[^&#;]*"
+_QUERY_PAIR = r"([?&;]([^=&#;?]*)=)[^&]*"  # a value runs to the next & (an unencoded ; or # of it too)
 _SORTED: dict[frozenset[str], tuple[str, ...]] = {}
 
 
@@ -62,14 +62,29 @@ def utf8_text(text: str, example: str) -> str:
 
 
 def mask_secrets(text: str) -> str:
-    """Text that may hold `scheme://user:password@` or `?token=...`, with user info and the values
-    of token-like query parameters hidden: for messages about addresses that did not even parse."""
+    """Text that may be an address, as a line may quote it: everything that can be user info
+    hidden (from after `scheme://` to the last `@`, or from the start without one: `user:pw@host`,
+    `http:/user:pw@host`, a password with a space or a `/`), and the values of token-like query
+    parameters. For values that did not even parse; too much hidden beats a password shown."""
     import re
 
-    text = re.sub(r"(?<=://)[^/?#@\s]*@", MASK + "@", text)
+    at = text.rfind("@")
+    if at >= 0:
+        written = re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text)
+        start = written.end() if written and written.end() <= at else 0
+        text = f"{text[:start]}{MASK}{text[at:]}"
     return re.sub(
         _QUERY_PAIR, lambda m: f"{m[1]}{MASK}" if re.search(HIDDEN_QUERY_NAME, m[2]) else m[0], text
     )
+
+
+def shown_value(text: str, alphabet: str, limit: int = 24) -> str | None:
+    """`text` quoted when it is short and made only of `alphabet` (what a valid value is made of,
+    e.g. a duration's digits and units): then it is a typo worth showing. Else None: an option's
+    value may be an address or a token that an unquoted empty variable shifted into it."""
+    if len(text) <= limit and not text.strip(alphabet):
+        return quote(text)
+    return None
 
 
 def scrub(text: str, secrets: frozenset[str]) -> str:

@@ -323,8 +323,11 @@ def parse_headers(text: str, allow_duplicates: bool) -> tuple[tuple[str, str], .
         if not eq:
             raise ValueError(f"header {number} has no '=' between name and value {example}")
         if not is_token(name):
-            shown = "an empty name" if not name else f"the name {quote(name, 40)}, which is not valid"
-            raise ValueError(f"header {number} has {shown} {example}")
+            raise ValueError(f"header {number} {bad_header_name(name)} {example}")
+        if value and not value.strip("="):  # `HTTP_HEADERS=$TOKEN`: base64's padding split a token
+            raise ValueError(
+                f"header {number} has only '=' as its value (a token without its name?) {example}"
+            )
         if has_any(value, _HEADER_CONTROLS, spaces=False):
             raise ValueError(f"header {quote(name)} has a control character in its value {example}")
         if not_utf8(value):
@@ -336,6 +339,19 @@ def parse_headers(text: str, allow_duplicates: bool) -> tuple[tuple[str, str], .
         seen.add(name.lower())
         headers.append((name, value))
     return tuple(headers)
+
+
+def bad_header_name(name: str) -> str:
+    """What is wrong with a header name, without showing it: a name that is not a token is often
+    curl's `Authorization: Basic <credentials>`, a whole header in the name's place."""
+    if not name:
+        return "has an empty name"
+    bad = next((c for c in name if not is_token(c)), None)
+    if bad is None:
+        return "has a name that is not valid"
+    if bad == ":":
+        return "has a ':' in its name (curl's `Name: value` form; write Name=value)"
+    return f"has a name holding {quote(bad)}, which a header name cannot hold"
 
 
 def select_proxy(url: str, environ: Mapping[str, str]) -> tuple[str, str] | None:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from portpatrol import kinds
 from portpatrol.address import Address
 from portpatrol.errors import BadValue, ConfigError, Problem
-from portpatrol.kinds.http import StatusCodes, parse_method, parse_status_codes
+from portpatrol.kinds.http import StatusCodes, bad_header_name, parse_method, parse_status_codes
 from portpatrol.model import Kind, Plan, Target, Timing
 from portpatrol.schema import schema_text
 from portpatrol.sources import Collector, settings, target
@@ -57,25 +57,35 @@ def _schema() -> dict[str, Any]:
     return schema
 
 
-def load(path: str, environ: Mapping[str, str], *, check_schema: bool = False) -> Plan:
+def load(path: str, environ: Mapping[str, str], *, check_schema: bool = False, no_env: bool = False) -> Plan:
     """The plan a config file describes. Raises ConfigError listing every problem.
-    `check_schema` adds the published schema's own verdict (see schema_problems)."""
+    `check_schema` adds the published schema's own verdict (see schema_problems); `no_env`
+    allows unset variables (see _Compiler.stand_in)."""
     where = printable(path)  # a path may hold any byte but NUL: none of them may break the line
     try:
         with open(path, "rb") as file:
             data = file.read(_MAX_BYTES + 1)
-    except OSError as error:  # cut: a path too long to open may be any length
-        raise ConfigError([Problem(cut(where, 200), f"cannot read: {error.strerror or error}")]) from None
+    except OSError as error:  # cut: a path too long to open may be any length; masked: it may be
+        # an address that an unquoted empty variable made --config's value
+        shown = cut(printable(mask_secrets(path)), 200)
+        raise ConfigError([Problem(shown, f"cannot read: {error.strerror or error}")]) from None
     if len(data) > _MAX_BYTES:
         raise ConfigError([Problem(where, f"larger than {_MAX_BYTES // 2**20} MiB: not a config file")])
-    return loads(data, where, environ, check_schema=check_schema)
+    return loads(data, where, environ, check_schema=check_schema, no_env=no_env)
 
 
-def loads(data: bytes | str, where: str, environ: Mapping[str, str], *, check_schema: bool = False) -> Plan:
+def loads(
+    data: bytes | str,
+    where: str,
+    environ: Mapping[str, str],
+    *,
+    check_schema: bool = False,
+    no_env: bool = False,
+) -> Plan:
     """The plan in a config document; `where` names it in messages."""
     reader = _Reader(where)
     root = reader.read(data)
-    plan = _Compiler(where, root, environ, reader.problems).plan()
+    plan = _Compiler(where, root, environ, reader.problems, no_env=no_env).plan()
     # The document already read: a second read of the path would find a pipe (`--config <(...)`,
     # /dev/stdin) empty, or a file changed in between.
     if check_schema and (problems := _schema_verdict(root, where)):
@@ -397,9 +407,16 @@ TIMING_KEYS = ("interval", "dial_timeout", "success_threshold", "backoff_factor"
 
 class _Compiler:
     def __init__(
-        self, where: str, root: Any, environ: Mapping[str, str], problems: list[tuple[int, Problem]]
+        self,
+        where: str,
+        root: Any,
+        environ: Mapping[str, str],
+        problems: list[tuple[int, Problem]],
+        *,
+        no_env: bool = False,
     ) -> None:
         """`problems` are those already found in the YAML; values they concern are `_SKIP`."""
+        self.no_env = no_env
         self.where = where
         self.root = root
         self.environ = environ
@@ -509,10 +526,11 @@ class _Compiler:
             if found:
                 secrets.add(found)
                 return found
-            if default is None:
+            if default is None and not self.no_env:
                 missing.append(name)
                 return whole
-            return default  # written in the file, so no secret
+            # written in the file, so no secret; or, under --no-env, a value valid at its key
+            return self.stand_in(path) if default is None else default
 
         close = text.rfind("}") + 1  # see _UNCLOSED
         value = _REFERENCE.sub(replace, text[:close]) + _UNCLOSED.sub(replace, text[close:])
@@ -531,6 +549,16 @@ class _Compiler:
         if malformed or missing or undecodable:
             return None
         return _Text(value, frozenset(s for s in secrets if s))
+
+    @staticmethod
+    def stand_in(path: JsonPath) -> str:
+        """What an unset variable stands for under `validate --no-env`: a value valid at its key,
+        so the rest of the value is still checked (`${HOST}:99999` is still a wrong port). An
+        address shows the reference as written, as it always does (as_written)."""
+        key = next((step for step in reversed(path) if isinstance(step, str)), "")
+        if key in ("timeout", "interval", "dial_timeout", "read_timeout"):
+            return "1s"
+        return {"expected_status_codes": "200", "method": "GET", "headers": "x"}.get(key, "1")
 
     def checked(
         self,
@@ -840,9 +868,12 @@ class _Compiler:
         try:
             written = kinds.parse_address(template, check_type, "type")
         except ValueError:
-            written = address.replace(display=template, host=_host_of(template), secrets=frozenset())
-        display = scrub(written.display, secrets | written.secrets | address.secrets)
-        return address.replace(display=display, host=written.host)
+            written = address.replace(
+                display=mask_secrets(template), host=_host_of(template), secrets=frozenset()
+            )
+        # Masked by position (user info, token-like query values) and free of interpolated values:
+        # scrubbing it of them too hid `1` in `:15672` when a password was `1`.
+        return address.replace(display=written.display, host=written.host)
 
     def icmp_settings(self, path: JsonPath, item: _Map, secrets: set[str]) -> float | None:
         """The read timeout of the `icmp` block, if it sets one."""
@@ -929,8 +960,9 @@ class _Compiler:
         seen: set[str] = set()
         for where, name, text in pairs:
             if not isinstance(name, str) or not self.header_name_re.search(name):
-                shown = quote(name, 40) if isinstance(name, str) else _kind_of(name)
-                self.add(where, f"the header name {shown} is not valid (e.g. Authorization, X-Request-Id)")
+                at = where if isinstance(where[-1], int) else path  # the JSON path would show the name
+                why = bad_header_name(name) if isinstance(name, str) else f"has {_kind_of(name)} as its name"
+                self.add(at, f"the header {why} (e.g. Authorization, X-Request-Id)")
                 continue
             if not isinstance(text, str):
                 self.add(where, f"a header value must be a string, got {_kind_of(text)} (quote it)")

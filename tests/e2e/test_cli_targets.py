@@ -141,7 +141,7 @@ def test_validate_prints_the_plan_hides_secrets_and_touches_no_network(http_peer
     assert rows["127.0.0.1"][1:3] == ["ICMP", "127.0.0.1"]
     assert "s3cr3t" not in plan.stdout
     assert "hunter2" not in plan.stdout
-    assert f"http://admin:***@{http_peer.hostport}/x" in plan.stdout
+    assert f"http://***@{http_peer.hostport}/x" in plan.stdout
 
 
 def test_validate_reports_every_problem_and_exits_2() -> None:
@@ -262,7 +262,7 @@ def test_report_hides_secrets(tmp_path: Path, http_peer: HttpPeer) -> None:
     text = path.read_text()
     assert "hunter2" not in text
     assert "hunter2" not in result.stderr
-    assert load_report(path)["targets"][0]["address"] == f"http://admin:***@{http_peer.hostport}/status/503"
+    assert load_report(path)["targets"][0]["address"] == f"http://***@{http_peer.hostport}/status/503"
 
 
 # --------------------------------------------------------------------------- concurrency

@@ -388,7 +388,7 @@ def test_secrets_never_logged(http_peer: HttpPeer, proxy: RecordingProxy, log_fo
     assert "access_token=t0k3n" in http_peer.requests[0].path
     record = parse_line(result.lines[1])
     assert record["target_address"] == (
-        f"http://admin:***@127.0.0.1:{http_peer.port}/flaky/2/200?access_token=***&page=1"
+        f"http://***@127.0.0.1:{http_peer.port}/flaky/2/200?access_token=***&page=1"
     )
 
 

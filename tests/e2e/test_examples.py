@@ -490,3 +490,44 @@ def test_docs_page_points_at_its_tested_examples(page: str) -> None:
     assert "tests/e2e/test_examples.py" in text
     for block in re.findall(r"```ya?ml\n(.*?)```", text, flags=re.DOTALL):
         list(yaml.safe_load_all(block))  # every YAML snippet in the page parses
+
+
+# --- every config example, without its environment (issue 11.10) ---------------------------------------
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_every_config_example_validates_without_its_environment(config: str) -> None:
+    """`validate --no-env` checks a file's shape and every value with no variable set: an unset
+    `${VAR}` is allowed and the address is shown as written."""
+    plan = portpatrol_validate(["--no-env", "--config", str(EXAMPLES / config)], {})
+    assert re.search(r"^\d+ targets?, ", plan, flags=re.MULTILINE), plan
+
+
+def test_no_env_shows_unset_references_as_written() -> None:
+    plan = portpatrol_validate(["--no-env", "--config", str(EXAMPLES / "with-secrets.yaml")], {})
+    assert "https://payments.${NAMESPACE:-default}.svc.cluster.local:8443/ready" in plan, plan
+    assert "http://***@rabbitmq.default.svc.cluster.local:15672/" in plan, plan  # ${RABBITMQ_PASSWORD}
+    assert re.search(r"^rabbitmq management\s+HTTP\s+\S+\s+2s\s+1s\s", plan, flags=re.MULTILINE), plan
+
+
+def test_a_missing_secret_is_still_an_error_by_default() -> None:
+    config = str(EXAMPLES / "with-secrets.yaml")
+    result = subprocess.run(
+        [str(BIN / "portpatrol"), "validate", "--config", config], env={}, capture_output=True, text=True
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "${API_TOKEN} is not set" in result.stderr
+
+
+def test_no_env_still_finds_a_wrong_value(tmp_path: Path) -> None:
+    config = tmp_path / "pp.yaml"
+    config.write_text('targets: [{address: "${HOST}:99999"}, {address: "db:5432", interval: 5}]\n')
+    result = subprocess.run(
+        [str(BIN / "portpatrol"), "validate", "--no-env", "--config", str(config)],
+        env={},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "port must be a number" in result.stderr, result.stderr
+    assert "not a duration" in result.stderr, result.stderr

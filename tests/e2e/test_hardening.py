@@ -225,3 +225,26 @@ def test_a_config_error_while_the_reader_of_stderr_is_gone_exits_2() -> None:
     finally:
         os.close(write)
     assert done.returncode == 2
+
+
+def test_the_readme_says_how_to_trust_a_private_ca_with_options_that_exist() -> None:
+    """Issue 11.14: the README points to the HTTP kind's CA option by names the kind really has."""
+    from portpatrol.kinds import http
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.partition("### HTTPS with a private CA")[2].partition("\n#")[0]
+    assert "ca_file" in section
+    assert "HTTP_CA_FILE" in section
+    assert "ca_file" in http.SCHEMA["properties"]
+    assert http.ENV.get("HTTP_CA_FILE") == "ca_file"
+
+
+def test_a_tcp_address_of_a_config_file_is_interpolated_and_named_as_written(tmp_path: Path) -> None:
+    """Issue 11.3's related bug: `"${HOST}:PORT"` looked up the literal host `${HOST}`."""
+    with TcpListener() as listener:
+        config = tmp_path / "pp.yaml"
+        config.write_text(f'targets: [{{address: "${{HOST}}:{listener.port}"}}]\n')
+        result = run_portpatrol({"HOST": "127.0.0.1"}, ["--timeout", "10s", "--config", str(config)])
+    assert result.code == 0, result.stderr
+    assert "${HOST} is ready" in result.stderr, result.stderr  # the name as written, not the value
+    assert "127.0.0.1" not in result.stderr

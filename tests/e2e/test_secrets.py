@@ -454,3 +454,47 @@ def test_bad_interpolated_values_are_not_quoted(tmp_path: Path, document: str) -
     result = run({"PORT": f"{MARK} not:a/port\x01"}, ["--config", str(config)])
     assert result.code in (2, 124), result.lines
     assert_no_secret(result)
+
+
+# --------------------------------------------------------------------------- issue 11.2: every leak found
+
+CASES_11_2 = {
+    "curl-header": ([], {"HTTP_HEADERS": f"Authorization: Basic {MARK}dXNlcjpwYXNz"}),
+    "curl-header-with-equals": ([], {"HTTP_HEADERS": f"Authorization: Basic {MARK}dXNlcjpwYXNz=="}),
+    "header-name-slash": ([], {"HTTP_HEADERS": f"{MARK}/abc=1"}),
+    "schemeless-userinfo": ([f"alice:{MARK}@127.0.0.1"], {}),
+    "one-slash-typo": ([f"http:/alice:{MARK}@127.0.0.1"], {}),
+    "password-with-space": ([f"http://alice:a {MARK}@127.0.0.1/"], {}),
+    "schemeless-proxy": ([], {"HTTP_PROXY": f"bob:{MARK}@127.0.0.1:notaport"}),
+    "timeout-takes-the-url": (["--timeout", f"http://alice:{MARK}@127.0.0.1:1/"], {}),
+    "unknown-option": ([f"--bogus=http://alice:{MARK}@127.0.0.1:1/"], {}),
+    "ambiguous-option": ([f"--ti=http://alice:{MARK}@127.0.0.1:1/"], {}),
+    "workers-takes-the-url": (["--workers", f"http://alice:{MARK}@127.0.0.1:1/"], {}),
+    "jitter-takes-the-url": (["--jitter", f"http://alice:{MARK}@127.0.0.1:1/"], {}),
+    "report-takes-the-url": (["--report", f"http://alice:{MARK}@127.0.0.1:1/", "127.0.0.1:1"], {}),
+    "config-takes-the-url": (["--config", f"http://alice:{MARK}@127.0.0.1:1/"], {}),
+    "token-as-user-bad-port": ([f"https://{MARK}@127.0.0.1:99999/"], {}),
+}
+
+
+@pytest.mark.parametrize(("args", "env"), CASES_11_2.values(), ids=CASES_11_2.keys())
+def test_configuration_errors_found_leaking_in_issue_11_2(args: list[str], env: dict[str, str]) -> None:
+    environ = {"TARGET_ADDRESS": "http://127.0.0.1:1/", **env} if env else {}
+    result = run_portpatrol(environ, ["validate", *args], timeout=20)
+    assert result.code == 2, result.lines
+    assert all(line.startswith("portpatrol: ") for line in result.lines), result.lines
+    assert_no_secret(result)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [f"https://{MARK}@127.0.0.1/", f"https://{MARK}:@127.0.0.1/", f"https://{MARK}:x-oauth-basic@127.0.0.1/"],
+    ids=["token-as-user", "token-with-empty-password", "token-with-a-fixed-password"],
+)
+def test_validate_shows_no_user_info_at_all(address: str) -> None:
+    """A token is often written as the user (`https://TOKEN@host`, GitHub's `TOKEN:x-oauth-basic`):
+    validate's ADDRESS column shows `***@` for the whole user info."""
+    result = run_portpatrol({}, ["validate", address], timeout=20)
+    assert result.code == 0, result.stderr
+    assert "https://***@127.0.0.1/" in result.stdout, result.stdout
+    assert_no_secret(Result(0, result.stdout, result.stdout + result.stderr, 0.0))

@@ -163,7 +163,7 @@ def test_secrets_scrubbed_everywhere_in_text_and_json() -> None:
             for secret in ("hunter2", "t0k3n", "abc.def", "k3y"):
                 assert secret not in line
         record = parse_line(written[1])
-        assert record["target_address"] == "https://admin:***@api:8443/health?token=***&page=1"
+        assert record["target_address"] == "https://***@api:8443/health?token=***&page=1"
         assert record["error"] == "server said *** *** *** ***"
 
 

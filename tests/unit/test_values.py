@@ -248,8 +248,9 @@ def test_header_with_empty_key_is_an_error() -> None:
 
 
 def test_header_with_invalid_name() -> None:
-    with pytest.raises(ValueError, match="not valid"):
+    with pytest.raises(ValueError, match="cannot hold") as caught:
         parse_headers("Bad Name=1", False)
+    assert "Bad" not in str(caught.value)  # a curl-style `Authorization: Basic <credentials>` is no name
 
 
 @pytest.mark.parametrize("text", ["X-A=1,X-A=2", "X-A=1,x-a=2", "Accept=a,ACCEPT=b"])
@@ -393,7 +394,7 @@ def test_bad_addresses(text: str, check_type: str | None, why: str) -> None:
 
 def test_password_masked_and_kept_secret() -> None:
     address = parse_address("https://user:pa%40ss@db.example.com:8443/x?y=1", None, "T")
-    assert address.display == "https://user:***@db.example.com:8443/x?y=1"
+    assert address.display == "https://***@db.example.com:8443/x?y=1"
     assert {"pa%40ss", "pa@ss"} <= address.secrets
     assert address.url is not None
     assert "pa%40ss" in address.url  # the request still carries it
