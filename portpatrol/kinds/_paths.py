@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from portpatrol.address import Address
+from portpatrol.address import Address, unquote_to_bytes
 from portpatrol.text import quote
 
 
@@ -20,25 +20,10 @@ def path_of(address: str, scheme: str, example: str) -> str:
         raise ValueError(f"a {scheme} path is local: {quote(netloc)} is not a host here ({example})")
     if "?" in path or "#" in path:
         raise ValueError(f"a {scheme} address has no ? or #: write them as %3F and %23 ({example})")
-    decoded = os.fsdecode(_unquote(slash + path))
+    decoded = os.fsdecode(unquote_to_bytes(slash + path))
     if not decoded.startswith("/") or "\0" in decoded:
         raise ValueError(f"a {scheme} path is absolute and holds no NUL ({example})")
     return decoded
-
-
-def _unquote(text: str) -> bytes:
-    """%XX escapes to their bytes, everything else as UTF-8 (urllib's unquote_to_bytes)."""
-    raw = text.encode("utf-8", "surrogateescape")
-    if b"%" not in raw:
-        return raw
-    pieces = raw.split(b"%")
-    out = bytearray(pieces[0])
-    for piece in pieces[1:]:
-        if len(piece) >= 2 and all(c in b"0123456789abcdefABCDEF" for c in piece[:2]):
-            out += bytes([int(piece[:2], 16)]) + piece[2:]
-        else:
-            out += b"%" + piece
-    return bytes(out)
 
 
 def path_address(scheme: str, rest: str, example: str) -> Address:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portpatrol.errors import NotReady
-from portpatrol.kinds import dns
+from portpatrol.kinds import dns, dnswire
 
 QUESTION = b"\x02db\x04test\x00"
 
@@ -25,7 +25,7 @@ def record(rtype: int, rdata: bytes, owner: bytes = b"\xc0\x0c") -> bytes:
 
 
 def test_query_layout() -> None:
-    message = dns.query("db.test", "MX", 0x1234)
+    message = dnswire.query("db.test", "MX", 0x1234)
     assert message == struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + QUESTION + b"\x00\x0f\x00\x01"
 
 
@@ -38,7 +38,7 @@ def test_records_of_each_type_in_presentation_form() -> None:
         + record(33, struct.pack("!HHH", 1, 2, 5432) + b"\x02db\xc0\x0f")
         + record(99, b"ignored")  # a type we do not read is skipped by its length
     )
-    response = dns.parse_response(answer(7, records, 6), "DB.test", "A", 7)
+    response = dnswire.parse_response(answer(7, records, 6), "DB.test", "A", 7)
     assert [value for _, _, value in response.answers] == [
         "127.0.0.1",
         "::1",
@@ -50,8 +50,8 @@ def test_records_of_each_type_in_presentation_form() -> None:
 
 
 def test_rcode_and_truncation_are_reported_without_reading_records() -> None:
-    assert dns.parse_response(answer(1, b"\xff", 5, flags=0x8183), "db.test", "A", 1).rcode == 3
-    assert dns.parse_response(answer(1, b"", 0, flags=0x8380), "db.test", "A", 1).truncated
+    assert dnswire.parse_response(answer(1, b"\xff", 5, flags=0x8183), "db.test", "A", 1).rcode == 3
+    assert dnswire.parse_response(answer(1, b"", 0, flags=0x8380), "db.test", "A", 1).truncated
 
 
 @pytest.mark.parametrize(
@@ -65,8 +65,8 @@ def test_rcode_and_truncation_are_reported_without_reading_records() -> None:
     ],
 )
 def test_messages_that_are_not_our_answer(message: bytes, why: str) -> None:
-    with pytest.raises(dns.Mismatch, match=why):
-        dns.parse_response(message, "db.test", "A", 7)
+    with pytest.raises(dnswire.Mismatch, match=why):
+        dnswire.parse_response(message, "db.test", "A", 7)
 
 
 @pytest.mark.parametrize(
@@ -85,39 +85,39 @@ def test_messages_that_are_not_our_answer(message: bytes, why: str) -> None:
 def test_malformed_records(records: bytes, why: str) -> None:
     message = answer(7, records, 1)
     if not why:
-        assert dns.parse_response(message, "db.test", "A", 7).answers == [("db.test", 5, "")]
+        assert dnswire.parse_response(message, "db.test", "A", 7).answers == [("db.test", 5, "")]
         return
     with pytest.raises(NotReady, match=why):
-        dns.parse_response(message, "db.test", "A", 7)
+        dnswire.parse_response(message, "db.test", "A", 7)
 
 
 def test_name_compression_loops_end() -> None:
     # A pointer to itself, and two pointers to each other: both rejected, neither loops.
     with pytest.raises(NotReady, match="does not point backwards"):
-        dns.read_name(b"\x00" * 12 + b"\xc0\x0c", 12)
+        dnswire.read_name(b"\x00" * 12 + b"\xc0\x0c", 12)
     with pytest.raises(NotReady, match="does not point backwards"):
-        dns.read_name(b"\x00" * 12 + b"\xc0\x0e\xc0\x0c", 12)
+        dnswire.read_name(b"\x00" * 12 + b"\xc0\x0e\xc0\x0c", 12)
     # A chain of backward pointers ends; a name that grows past 255 bytes is refused.
-    assert dns.read_name(b"\x01a\x00\x01b\xc0\x00\xc0\x03", 7) == ("b.a", 9)
+    assert dnswire.read_name(b"\x01a\x00\x01b\xc0\x00\xc0\x03", 7) == ("b.a", 9)
     long = b"".join(b"\x3f" + b"x" * 63 for _ in range(5)) + b"\x00"
     with pytest.raises(NotReady, match="too long"):
-        dns.read_name(long, 0)
+        dnswire.read_name(long, 0)
 
 
 def test_odd_label_bytes_are_escaped() -> None:
-    assert dns.read_name(b"\x03a.\n\x00", 0) == ("a\\046\\010", 5)
+    assert dnswire.read_name(b"\x03a.\n\x00", 0) == ("a\\046\\010", 5)
 
 
 @settings(max_examples=3000)
 @given(st.binary(max_size=600), st.sampled_from(sorted(dns.TYPES)))
 def test_arbitrary_bytes_give_mismatch_notready_or_a_response(data: bytes, rtype: str) -> None:
     try:
-        response = dns.parse_response(
+        response = dnswire.parse_response(
             data, "db.test", rtype, struct.unpack("!H", data[:2])[0] if len(data) > 1 else 0
         )
-    except (dns.Mismatch, NotReady):
+    except (dnswire.Mismatch, NotReady):
         return
-    assert isinstance(response, dns.Response)
+    assert isinstance(response, dnswire.Response)
 
 
 @settings(max_examples=3000)
@@ -127,11 +127,11 @@ def test_arbitrary_records_after_our_question(tail: bytes, rtype: str) -> None:
     message = (
         struct.pack("!HHHHHH", 7, 0x8180, 1, 3, 0, 0)
         + QUESTION
-        + struct.pack("!HH", dns.TYPES[rtype], 1)
+        + struct.pack("!HH", dnswire.TYPES[rtype], 1)
         + tail
     )
     try:
-        response = dns.parse_response(message, "db.test", rtype, 7)
+        response = dnswire.parse_response(message, "db.test", rtype, 7)
     except NotReady:
         return
     assert all(isinstance(value, str) for _, _, value in response.answers)
