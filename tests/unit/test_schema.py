@@ -26,6 +26,8 @@ SCHEMA: dict[str, Any] = json.loads(PUBLISHED.read_text(encoding="utf-8"))
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 # Keys that are required, or whose default is derived, so a fixed default would mislead.
 NO_DEFAULT = {"targets", "address", "name", "value"}
+# Keys of kind blocks whose default is the address's part (user, password...) or the system's (CA).
+NO_DEFAULT |= {"user", "password", "token", "vhost", "ca_file"}
 
 
 def test_the_package_ships_the_published_schema() -> None:
