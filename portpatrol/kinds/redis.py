@@ -12,9 +12,8 @@ redis-cli is used); REDIS_PASSWORD comes later in ENV, so it wins when both are 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from portpatrol.errors import BadValue, NotReady
+from portpatrol.model import Record, set_fields
 
 TYPE_CHECKING = False  # typing and collections.abc are for mypy only: a kind loads at start-up
 if TYPE_CHECKING:
@@ -79,16 +78,43 @@ NOT_READY_ERRORS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(Record):
+    """A record, not a dataclass: `import dataclasses` was most of a Redis wait's start-up
+    (docs/performance.md; model.Record says why)."""
+
+    __slots__ = ("host", "port", "db", "tls", "user", "password", "ca_file", "verify")  # noqa: RUF023
+    _unshown = ("password",)
     host: str
     port: int
-    db: int | None = None
-    tls: bool = False
-    user: str | None = None
-    password: str | None = field(default=None, repr=False)  # None: no AUTH
-    ca_file: str | None = None
-    verify: bool = True
+    db: int | None
+    tls: bool
+    user: str | None
+    password: str | None  # None: no AUTH
+    ca_file: str | None
+    verify: bool
+
+    def __init__(  # noqa: PLR0917 (one argument per field, as a dataclass has)
+        self,
+        host: str,
+        port: int,
+        db: int | None = None,
+        tls: bool = False,
+        user: str | None = None,
+        password: str | None = None,
+        ca_file: str | None = None,
+        verify: bool = True,
+    ) -> None:
+        set_fields(
+            self,
+            host=host,
+            port=port,
+            db=db,
+            tls=tls,
+            user=user,
+            password=password,
+            ca_file=ca_file,
+            verify=verify,
+        )
 
 
 # --------------------------------------------------------------------------- address and block
