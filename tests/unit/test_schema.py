@@ -102,7 +102,11 @@ def _config_examples() -> list[Path]:
     return sorted(path for path in (ROOT / "examples").glob("*.yaml") if path.read_text().startswith(marker))
 
 
-EXAMPLE_ENV = {"API_TOKEN": "tok-9f8e7d6c", "RABBITMQ_PASSWORD": "rabbit-pw-123"}
+EXAMPLE_ENV = {
+    "API_TOKEN": "tok-9f8e7d6c",
+    "RABBITMQ_PASSWORD": "rabbit-pw-123",
+    "REDIS_PASSWORD": "redis-pw-4",
+}
 
 
 def test_there_are_config_examples() -> None:
