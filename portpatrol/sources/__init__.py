@@ -41,13 +41,14 @@ def settings(  # noqa: PLR0917 (each source calls it with its own six things)
     environ: Mapping[str, str],
     collector: Collector,
     where: Callable[[BadValue], str],
-    address_where: str | None = None,
+    address_where: Callable[[], str] | None = None,
 ) -> Any:
     """The kind's settings for an address and its block, completed from the environment, or None
     when something is wrong (each problem added, `where` naming the key's place in the source).
-    A problem of the address itself is added at `address_where` (the address as the source shows
-    it) when given: a kind's parse() checks more than parse_address() (a Redis /db, a vhost), and
-    None means parse_address() failed and has reported the address already."""
+    A problem of the address itself is added at `address_where()` (the address as the source
+    shows it; a function, as masking imports re, which only a problem may cost): a kind's parse()
+    checks more than parse_address() (a Redis /db, a vhost). None means parse_address() failed
+    and has reported the address already."""
     try:
         found = kind.parse(text, block)
     except BadValue as error:
@@ -60,7 +61,7 @@ def settings(  # noqa: PLR0917 (each source calls it with its own six things)
         return None
     except ValueError as error:
         if address_where is not None:
-            collector.add(address_where, str(error))
+            collector.add(address_where(), str(error))
         return None
     if hasattr(kind, "environment"):
         try:

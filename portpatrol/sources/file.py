@@ -759,7 +759,13 @@ class _Compiler:
             return ""
 
         spec = settings(
-            kinds.module(name), address.url or written, block, self.environ, collector, where, "address"
+            kinds.module(name),
+            address.url or written,
+            block,
+            self.environ,
+            collector,
+            where,
+            lambda: "address",
         )
         for problem in collector.problems:
             if problem.where == "address":  # the kind's parse() found the address wrong
