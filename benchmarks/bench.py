@@ -16,12 +16,14 @@ the figures are written down, and docs/performance.md compares them with the tar
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import random
 import re
 import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -233,11 +235,73 @@ def cold_start(tools: Tools, settings: Settings) -> dict[str, Any]:
             ),
         ]
         out["file"] = hyperfine(commands, {}, settings, "file")
+    with redis_server(settings.workdir) as port:  # issue 12: one protocol target from env
+        env = {"TARGET_ADDRESS": f"redis://127.0.0.1:{port}"}
+        out["redis"] = hyperfine([floor, ("portpatrol", [tools.portpatrol])], env, settings, "redis")
     for rows in out.values():
         for row in rows:
             row["x_floor"] = row["median_ms"] / rows[0]["median_ms"]
             row["x_floor_min"] = row["min_ms"] / rows[0]["min_ms"]
     return out
+
+
+@contextmanager
+def redis_server(workdir: Path) -> Iterator[int]:
+    """The port of a real redis-server (Debian's, as nobody when run as root) on loopback, or of a
+    minimal fake that answers every PING with PONG when redis-server is not installed."""
+    with socket.socket() as probe:  # a free port, as the tests find one
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    binary = shutil.which("redis-server")
+    if binary is None:
+        yield from _fake_redis(port)
+        return
+    prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+    argv = [*prefix, binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--dir", "/tmp"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(64).startswith(b"+PONG"):
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _fake_redis(port: int) -> Iterator[int]:
+    listener = socket.create_server(("127.0.0.1", port))
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                with contextlib.suppress(OSError):
+                    if conn.recv(1024):
+                        conn.sendall(b"+PONG\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield port
+    finally:
+        stop.set()
+        thread.join(2)
+        listener.close()
 
 
 # ---------------------------------------------------------------------------- (b) detection
@@ -759,10 +823,11 @@ def verdicts(results: dict[str, Any]) -> list[list[str]]:
     budgets = {
         ("tcp", "portpatrol"): ("TCP target up, from env", 2.0),
         ("http", "portpatrol"): ("HTTP target up, from env", 4.0),
+        ("redis", "portpatrol"): ("Redis target up (PING gets PONG), from env", 2.5),
         ("file", "portpatrol --config (1 target)"): ("a one-target config file", 5.0),
         ("file", "portpatrol validate --config (3 targets)"): ("validate of a 3-target file", 5.0),
     }
-    for kind in ("tcp", "http", "file"):
+    for kind in ("tcp", "http", "redis", "file"):
         for row in results.get("start", {}).get(kind, []):
             if (kind, row["name"]) in budgets:
                 what, bound = budgets[kind, row["name"]]
@@ -826,6 +891,7 @@ def markdown(results: dict[str, Any], command: str) -> str:
     for kind, title in (
         ("tcp", "TCP target already up (target ≤ 2.0× floor)"),
         ("http", "HTTP target already up (target ≤ 4.0× floor)"),
+        ("redis", "Redis target already up (target ≤ 2.5× floor)"),
         ("file", "config files (targets ≤ 5.0× floor)"),
     ):
         if kind not in results.get("start", {}):

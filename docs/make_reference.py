@@ -41,12 +41,12 @@ targets:
 - **Checking a file**: `portpatrol validate --config FILE` prints what would be checked and exits 0,
   or lists every problem, each with its line and JSON path, and exits 2:
   `portpatrol: pp.yaml:7: $.targets[1].dial_timout: unknown key (did you mean dial_timeout?)`.
-- **Environment variables**: `${{VAR}}` in an address, a duration, `http.method`, a header value or
-  `http.expected_status_codes` is replaced by the variable's value when the file is loaded, and
-  `${{VAR:-default}}` by `default` when `VAR` is unset or empty. A variable that is unset, with no
-  default, is an error naming it. `$${{` is a literal `${{`. Values from the environment are never
-  logged: log lines show the address as written in the file, with the `${{...}}` in it. `name` and
-  `type` are taken as written.
+- **Environment variables**: `${{VAR}}` in an address, a duration, `http.method`, a header value,
+  `http.expected_status_codes` or a string of a kind's block (`redis.password`) is replaced by the
+  variable's value when the file is loaded, and `${{VAR:-default}}` by `default` when `VAR` is unset
+  or empty. A variable that is unset, with no default, is an error naming it. `$${{` is a literal
+  `${{`. Values from the environment are never logged: log lines show the address as written in the
+  file, with the `${{...}}` in it. `name` and `type` are taken as written.
 - **Values are JSON values**: strings, numbers, booleans, lists and mappings. YAML tags (`!!python/...`,
   `!!binary`...), dates, merge keys (`<<`) and keys that are not strings are errors; quote a value
   that YAML would read as something else (`"2024-01-01"`, `"yes"`). Anchors and aliases work.
@@ -69,8 +69,8 @@ def render(schema: dict[str, Any]) -> str:
         _section("targets[].http", "targets[].http.", http, defs),
         _section("targets[].icmp", "targets[].icmp.", target["properties"]["icmp"], defs),
     ]
-    for name, block in target["properties"].items():  # every other kind's block (dns, file, ...)
-        if name not in ("http", "icmp") and block.get("type") == "object" and "properties" in block:
+    for name, block in target["properties"].items():  # every other kind's block that has keys
+        if name not in ("http", "icmp") and block.get("type") == "object" and block.get("properties"):
             sections.append(_section(f"targets[].{name}", f"targets[].{name}.", block, defs))
     return "\n".join(sections).rstrip("\n") + "\n"
 

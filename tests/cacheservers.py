@@ -265,3 +265,34 @@ def _feed(sock: socket.socket, data: bytes, close: bool) -> None:
             sock.shutdown(socket.SHUT_WR)
         while sock.recv(65536):  # drain what the client sends, until it closes
             pass
+
+
+# --------------------------------------------------------------------------- through the command
+
+
+def waits_for_a_late_start(address: str, start: Callable[[], None], up: Callable[[], bool]) -> float:
+    """Runs the installed command on `address` before anything listens there, then `start()`s the
+    server and asks its own client (`up`) when it is up: the command must have said "not ready"
+    first and must exit 0 soon after the server is up. Returns seconds from up to exit."""
+    from tests.peers import Running
+
+    with Running(args=["--interval", "250ms", "--timeout", "120s", address]) as running:
+        running.wait_for_line("is not ready ✗", 15)
+        start()
+        deadline = time.monotonic() + 30
+        while not up():
+            assert time.monotonic() < deadline, "the server's own client never said it is up"
+            time.sleep(0.05)
+        at_up = time.monotonic()
+        code = running.wait(30)
+        ended = time.monotonic()
+    assert code == 0, running.lines
+    assert "is ready ✓" in running.lines[-1], running.lines
+    assert any("connection refused" in line for line in running.lines), running.lines
+    return ended - at_up
+
+
+def never_shown(secret: str, *texts: str) -> None:
+    """The secret is in none of the texts (stdout, stderr, a --report file...)."""
+    for text in texts:
+        assert secret not in text, text

@@ -93,6 +93,10 @@ KINDS: dict[str, tuple[str, ...]] = {
     "file": ("file",),
     "unix": ("unix",),
     "command": ("command",),
+    "redis": ("redis", "rediss"),
+    "nats": ("nats",),
+    "memcached": ("memcached",),
+    "amqp": ("amqp", "amqps"),
 }
 _BY_SCHEME = {name: kind for kind, names in KINDS.items() for name in (kind, *names)}
 TYPES = tuple(_BY_SCHEME)  # every `type` value, in the registry's order

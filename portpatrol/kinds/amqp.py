@@ -12,7 +12,7 @@ import time
 from contextlib import suppress
 from dataclasses import dataclass, field
 
-from portpatrol.errors import NotReady
+from portpatrol.errors import BadValue, NotReady
 
 TYPE_CHECKING = False  # typing and collections.abc are for mypy only: a kind loads at start-up
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from portpatrol.wire import Wire
 
+_VAR = " `${VAR}` and `${VAR:-default}` are replaced from the environment when the file is loaded."
 NAME = "amqp"
 SCHEMES = ("amqp", "amqps")
 DEFAULT_PORT = 5672
@@ -30,14 +31,39 @@ SCHEMA: dict[str, Any] = {
     "description": "Settings of an AMQP 0-9-1 target (RabbitMQ); an error on any other type.",
     "type": "object",
     "additionalProperties": False,
+    "default": {},
+    "examples": [{"user": "app", "password": "${RABBITMQ_PASSWORD}", "vhost": "orders"}],
     "properties": {
-        "user": {"description": "User to log in as (PLAIN); replaces the address's.", "type": "string"},
-        "password": {"description": "Password of that user; replaces the address's.", "type": "string"},
-        "vhost": {"description": "Virtual host to open, as is (not percent-encoded).", "type": "string"},
-        "ca_file": {"description": "PEM bundle to trust instead of the system's (amqps).", "type": "string"},
+        "user": {
+            "description": "User to log in as, PLAIN (like AMQP_USER); replaces the address's." + _VAR,
+            "type": "string",
+            "examples": ["app"],
+        },
+        "password": {
+            "description": (
+                "Password of that user (like AMQP_PASSWORD); replaces the address's; never shown." + _VAR
+            ),
+            "type": "string",
+            "examples": ["${RABBITMQ_PASSWORD}"],
+        },
+        "vhost": {
+            "description": (
+                "Virtual host to open, as is, not percent-encoded (like AMQP_VHOST); replaces the "
+                "address's path." + _VAR
+            ),
+            "type": "string",
+            "examples": ["/", "orders"],
+        },
+        "ca_file": {
+            "description": "PEM bundle to trust instead of the system's (amqps://)." + _VAR,
+            "type": "string",
+            "examples": ["/etc/ssl/rabbitmq-ca.pem"],
+        },
         "skip_tls_verify": {
-            "description": "Do not verify the server's certificate (amqps).",
+            "description": "Do not verify the server's certificate (amqps://).",
             "type": "boolean",
+            "default": False,
+            "examples": [True],
         },
     },
 }
@@ -129,10 +155,11 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
         try:
             skip = parse_bool(skip.strip().lower())
         except ValueError:
-            raise ValueError("skip_tls_verify is true or false (e.g. AMQP_SKIP_TLS_VERIFY=true)") from None
+            raise BadValue(("skip_tls_verify",), "not true or false (e.g. true)") from None
     ca_file = block.get("ca_file") or None
     if not tls and (skip or ca_file):
-        raise ValueError("ca_file and skip_tls_verify apply to amqps:// only (e.g. amqps://broker/)")
+        key = "ca_file" if ca_file else "skip_tls_verify"
+        raise BadValue((key,), "applies to amqps:// only (e.g. amqps://broker/)")
     if ca_file is not None:
         _context(not skip, ca_file, checking=True)
     default = TLS_PORT if tls else DEFAULT_PORT
@@ -209,7 +236,7 @@ def _context(verify: bool, ca_file: str | None, checking: bool = False) -> ssl.S
             _contexts[key] = tls.context(verify=verify, ca_file=ca_file)
         except (ssl.SSLError, OSError) as error:
             if checking:  # at parse: the file is a configuration error, not a retry
-                raise ValueError(f"ca_file cannot be used: {error}") from None
+                raise BadValue(("ca_file",), f"cannot be used: {error} (e.g. a readable PEM file)") from None
             raise NotReady(f"TLS cannot start: {error}") from None
     return _contexts[key]
 

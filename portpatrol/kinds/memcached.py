@@ -24,6 +24,8 @@ SCHEMA: dict[str, Any] = {
     "description": "Settings of a memcached target (none yet); an error on any other type.",
     "type": "object",
     "additionalProperties": False,
+    "default": {},
+    "examples": [{}],
     "properties": {},
 }
 ENV: dict[str, str] = {}

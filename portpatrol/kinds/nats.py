@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from portpatrol.errors import NotReady
+from portpatrol.errors import BadValue, NotReady
 
 TYPE_CHECKING = False  # typing and collections.abc are for mypy only: a kind loads at start-up
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from portpatrol.wire import Wire
 
+_VAR = " `${VAR}` and `${VAR:-default}` are replaced from the environment when the file is loaded."
 NAME = "nats"
 SCHEMES = ("nats",)
 DEFAULT_PORT = 4222
@@ -31,17 +32,44 @@ SCHEMA: dict[str, Any] = {
     "description": "Settings of a NATS target; an error on any other type.",
     "type": "object",
     "additionalProperties": False,
+    "default": {},
+    "examples": [{"user": "app", "password": "${NATS_PASSWORD}"}, {"token": "${NATS_TOKEN}"}],
     "properties": {
-        "user": {"description": "User to connect as; replaces the address's.", "type": "string"},
-        "password": {"description": "Password of that user; replaces the address's.", "type": "string"},
-        "token": {"description": "Token instead of a user; replaces the address's.", "type": "string"},
-        "ca_file": {
-            "description": "PEM bundle to trust instead of the system's, when the server requires TLS.",
+        "user": {
+            "description": (
+                "User to connect as (like NATS_USER); replaces the address's credentials." + _VAR
+            ),
             "type": "string",
+            "examples": ["app"],
+        },
+        "password": {
+            "description": (
+                "Password of that user (like NATS_PASSWORD); replaces the address's credentials; "
+                "never shown." + _VAR
+            ),
+            "type": "string",
+            "examples": ["${NATS_PASSWORD}"],
+        },
+        "token": {
+            "description": (
+                "Token instead of a user (like NATS_TOKEN); replaces the address's credentials; "
+                "never shown." + _VAR
+            ),
+            "type": "string",
+            "examples": ["${NATS_TOKEN}"],
+        },
+        "ca_file": {
+            "description": (
+                "PEM bundle to trust instead of the system's, when the server requires TLS." + _VAR
+            ),
+            "type": "string",
+            "examples": ["/etc/ssl/nats-ca.pem"],
         },
         "skip_tls_verify": {
             "description": "Do not verify the server's certificate, when the server requires TLS.",
             "type": "boolean",
+            "default": False,
+            "examples": [True],
         },
     },
 }
@@ -99,6 +127,12 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
                 token = unquote(userinfo, errors="strict")
         except UnicodeDecodeError:
             raise ValueError(f"the credentials are not UTF-8 once percent-decoded {EXAMPLE}") from None
+    # The block's keys replace the address's credentials (docs/queues-and-caches.md): a token in the
+    # block replaces a user:password@ of the address, a user or password in it replaces a token@.
+    if "token" in block:
+        user = password = None
+    elif "user" in block or "password" in block:
+        token = None
     user = block.get("user", user) or None
     password = block.get("password", password) or None
     token = block.get("token", token) or None
@@ -111,7 +145,7 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
         try:
             skip = parse_bool(skip.strip().lower())
         except ValueError:
-            raise ValueError("skip_tls_verify is true or false (e.g. NATS_SKIP_TLS_VERIFY=true)") from None
+            raise BadValue(("skip_tls_verify",), "not true or false (e.g. true)") from None
     ca_file = block.get("ca_file") or None
     if ca_file is not None:
         _context(not skip, ca_file, checking=True)
@@ -166,9 +200,7 @@ def _context(verify: bool, ca_file: str | None, checking: bool = False) -> ssl.S
             _contexts[key] = tls.context(verify=verify, ca_file=ca_file)
         except (ssl.SSLError, OSError) as error:
             if checking:  # at parse: the file is a configuration error, not a retry
-                raise ValueError(
-                    f"ca_file cannot be used: {error} (e.g. a readable PEM file: /etc/ssl/ca.pem)"
-                ) from None
+                raise BadValue(("ca_file",), f"cannot be used: {error} (e.g. a readable PEM file)") from None
             raise NotReady(f"TLS cannot start: {error}") from None
     return _contexts[key]
 

@@ -12,9 +12,8 @@ redis-cli is used); REDIS_PASSWORD comes later in ENV, so it wins when both are 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from portpatrol.errors import NotReady
+from portpatrol.errors import BadValue, NotReady
+from portpatrol.model import Record, set_fields
 
 TYPE_CHECKING = False  # typing and collections.abc are for mypy only: a kind loads at start-up
 if TYPE_CHECKING:
@@ -24,6 +23,7 @@ if TYPE_CHECKING:
 
     from portpatrol.wire import Wire
 
+_VAR = " `${VAR}` and `${VAR:-default}` are replaced from the environment when the file is loaded."
 NAME = "redis"
 SCHEMES = ("redis", "rediss")
 DEFAULT_PORT = 6379
@@ -31,13 +31,31 @@ SCHEMA: dict[str, Any] = {
     "description": "Settings of a Redis target; an error on any other type.",
     "type": "object",
     "additionalProperties": False,
+    "default": {},
+    "examples": [{"password": "${REDIS_PASSWORD}"}, {"user": "app", "password": "${REDIS_PASSWORD}"}],
     "properties": {
-        "user": {"description": "ACL user for AUTH; replaces the address's.", "type": "string"},
-        "password": {"description": "Password for AUTH; replaces the address's.", "type": "string"},
-        "ca_file": {"description": "PEM bundle to trust instead of the system's (rediss).", "type": "string"},
+        "user": {
+            "description": "ACL user for AUTH (like REDIS_USER); replaces the address's." + _VAR,
+            "type": "string",
+            "examples": ["app"],
+        },
+        "password": {
+            "description": (
+                "Password for AUTH (like REDIS_PASSWORD); replaces the address's; never shown." + _VAR
+            ),
+            "type": "string",
+            "examples": ["${REDIS_PASSWORD}"],
+        },
+        "ca_file": {
+            "description": "PEM bundle to trust instead of the system's (rediss://)." + _VAR,
+            "type": "string",
+            "examples": ["/etc/ssl/redis-ca.pem"],
+        },
         "skip_tls_verify": {
-            "description": "Do not verify the server's certificate (rediss).",
+            "description": "Do not verify the server's certificate (rediss://).",
             "type": "boolean",
+            "default": False,
+            "examples": [True],
         },
     },
 }
@@ -60,16 +78,43 @@ NOT_READY_ERRORS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(Record):
+    """A record, not a dataclass: `import dataclasses` was most of a Redis wait's start-up
+    (docs/performance.md; model.Record says why)."""
+
+    __slots__ = ("host", "port", "db", "tls", "user", "password", "ca_file", "verify")  # noqa: RUF023
+    _unshown = ("password",)
     host: str
     port: int
-    db: int | None = None
-    tls: bool = False
-    user: str | None = None
-    password: str | None = field(default=None, repr=False)  # None: no AUTH
-    ca_file: str | None = None
-    verify: bool = True
+    db: int | None
+    tls: bool
+    user: str | None
+    password: str | None  # None: no AUTH
+    ca_file: str | None
+    verify: bool
+
+    def __init__(  # noqa: PLR0917 (one argument per field, as a dataclass has)
+        self,
+        host: str,
+        port: int,
+        db: int | None = None,
+        tls: bool = False,
+        user: str | None = None,
+        password: str | None = None,
+        ca_file: str | None = None,
+        verify: bool = True,
+    ) -> None:
+        set_fields(
+            self,
+            host=host,
+            port=port,
+            db=db,
+            tls=tls,
+            user=user,
+            password=password,
+            ca_file=ca_file,
+            verify=verify,
+        )
 
 
 # --------------------------------------------------------------------------- address and block
@@ -110,11 +155,12 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
         try:
             skip = parse_bool(skip.strip().lower())
         except ValueError:
-            raise ValueError("skip_tls_verify is true or false (e.g. REDIS_SKIP_TLS_VERIFY=true)") from None
+            raise BadValue(("skip_tls_verify",), "not true or false (e.g. true)") from None
     ca_file = block.get("ca_file") or None
     tls = scheme == "rediss"
     if not tls and (skip or ca_file):
-        raise ValueError("ca_file and skip_tls_verify apply to rediss:// only (e.g. rediss://cache:6380)")
+        key = "ca_file" if ca_file else "skip_tls_verify"
+        raise BadValue((key,), "applies to rediss:// only (e.g. rediss://cache:6380)")
     if ca_file is not None:
         _context(not skip, ca_file, checking=True)
     return Settings(host, port or DEFAULT_PORT, db, tls, user, password or None, ca_file, not skip)
@@ -180,9 +226,7 @@ def _context(verify: bool, ca_file: str | None, checking: bool = False) -> ssl.S
             _contexts[key] = tls.context(verify=verify, ca_file=ca_file)
         except (ssl.SSLError, OSError) as error:
             if checking:  # at parse: the file is a configuration error, not a retry
-                raise ValueError(
-                    f"ca_file cannot be used: {error} (e.g. a readable PEM file: /etc/ssl/ca.pem)"
-                ) from None
+                raise BadValue(("ca_file",), f"cannot be used: {error} (e.g. a readable PEM file)") from None
             raise NotReady(f"TLS cannot start: {error}") from None
     return _contexts[key]
 

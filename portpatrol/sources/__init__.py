@@ -41,10 +41,14 @@ def settings(  # noqa: PLR0917 (each source calls it with its own six things)
     environ: Mapping[str, str],
     collector: Collector,
     where: Callable[[BadValue], str],
+    address_where: Callable[[], str] | None = None,
 ) -> Any:
     """The kind's settings for an address and its block, completed from the environment, or None
     when something is wrong (each problem added, `where` naming the key's place in the source).
-    A problem of the address itself is not added: parse_address() reported it already."""
+    A problem of the address itself is added at `address_where()` (the address as the source
+    shows it; a function, as masking imports re, which only a problem may cost): a kind's parse()
+    checks more than parse_address() (a Redis /db, a vhost). None means parse_address() failed
+    and has reported the address already."""
     try:
         found = kind.parse(text, block)
     except BadValue as error:
@@ -55,7 +59,9 @@ def settings(  # noqa: PLR0917 (each source calls it with its own six things)
             if isinstance(problem, BadValue):
                 collector.add(where(problem), str(problem))
         return None
-    except ValueError:
+    except ValueError as error:
+        if address_where is not None:
+            collector.add(address_where(), str(error))
         return None
     if hasattr(kind, "environment"):
         try:

@@ -29,7 +29,9 @@ def targets(texts: Sequence[str], timing: Timing, environ: Mapping[str, str]) ->
             return f"argument {quote(mask_secrets(text))}"  # no block: never reached
 
         kind = kinds.module(address.kind.value.lower())
-        spec = settings(kind, address.url or text, {}, environ, collector, where)
+        spec = settings(
+            kind, address.url or text, {}, environ, collector, where, lambda: where(BadValue((), ""))
+        )
         if spec is not None:
             found.append(target(address, None, timing, spec))
     if collector.problems:

@@ -107,7 +107,11 @@ def targets(environ: Mapping[str, str]) -> list[Target]:
             return env.where(variables[str(error.key[0])], secret=not error.quoted)
 
         written = text if address is None else address.url or text
-        spec = settings(kind, written, block, environ, collector, where)
+
+        def shown() -> str:
+            return env.where("TARGET_ADDRESS")
+
+        spec = settings(kind, written, block, environ, collector, where, shown if address else None)
 
     name = env.parse("TARGET_NAME", lambda t: utf8_text(t, "(e.g. orders-db)"))
     if address is None or spec is None or collector.problems:

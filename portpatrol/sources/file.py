@@ -768,7 +768,7 @@ class _Compiler:
             block = self.block((*path, own), item[own], secrets)
         if block is None:
             return None
-        spec = self.settings(path, address, resolved.value, block)
+        spec = self.settings(path, address, resolved.value, block, template)
         if len(self.problems) > count or spec is None:
             return None
         if resolved.value != template:
@@ -843,7 +843,9 @@ class _Compiler:
                 block[key] = text.value
         return block
 
-    def settings(self, path: JsonPath, address: Address, written: str, block: dict[str, Any]) -> Any:
+    def settings(
+        self, path: JsonPath, address: Address, written: str, block: dict[str, Any], template: str
+    ) -> Any:
         """The kind's settings, with what the environment adds (e.g. the proxy for the URL).
         A kind's BadValue is added at its key in the kind's block."""
         collector = Collector()
@@ -854,9 +856,19 @@ class _Compiler:
             self.add(key, str(error), value=_written(block, error.key) if error.quoted else None)
             return ""
 
-        spec = settings(kinds.module(name), address.url or written, block, self.environ, collector, where)
+        spec = settings(
+            kinds.module(name),
+            address.url or written,
+            block,
+            self.environ,
+            collector,
+            where,
+            lambda: "address",
+        )
         for problem in collector.problems:
-            if problem.where:  # the environment's problems (a proxy variable) are the address's
+            if problem.where == "address":  # the kind's parse() found the address wrong
+                self.add((*path, "address"), problem.message, value=template)  # never the interpolated one
+            elif problem.where:  # the environment's problems (a proxy variable) are the address's
                 self.add((*path, "address"), f"{problem.where}: {problem.message}")
         return spec
 

@@ -10,6 +10,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Self
 from urllib.parse import quote
 
@@ -17,7 +18,8 @@ import pytest
 
 from portpatrol.errors import NotReady
 from portpatrol.kinds import amqp
-from tests.peers import free_port
+from tests.cacheservers import RedisServer, never_shown, waits_for_a_late_start
+from tests.peers import free_port, run_portpatrol
 from tests.rabbitserver import RabbitServer
 
 BOUND = 5.0
@@ -47,33 +49,18 @@ def attempt(address: str, block: dict[str, object] | None = None, bound: float =
 # --------------------------------------------------------------------------- the real broker
 
 
-def test_nothing_listening_is_refused_then_ready_once_the_broker_is_up() -> None:
+def test_the_command_waits_for_a_broker_started_late() -> None:
+    """portpatrol first, then the broker (which returns once rabbitmq-diagnostics says its listeners
+    accept): refused until then, exit 0 right after. This boots the session's second broker."""
     server = RabbitServer()  # its ports chosen, not started yet
-    address = f"amqp://guest:guest@127.0.0.1:{server.port}"
-    results: list[tuple[float, str]] = []
-    stop = threading.Event()
-
-    def poll() -> None:  # what a waiting portpatrol does: an attempt, a pause, again
-        while not stop.is_set():
-            results.append((time.monotonic(), attempt(address, bound=1.0)))
-            stop.wait(0.2)
-
-    poller = threading.Thread(target=poll)
     try:
-        poller.start()
-        server.start()  # returns once rabbitmq-diagnostics says its listeners accept
-        up = time.monotonic()
-        while not any(result == "ready" for _, result in results) and time.monotonic() < up + 10:
-            time.sleep(0.1)
+        late = waits_for_a_late_start(
+            f"amqp://guest:guest@127.0.0.1:{server.port}", server.start, server.accepting
+        )
     finally:
-        stop.set()
-        poller.join(10)
         server.stop()
     assert server.leftovers() == []
-    assert results[0][1] == "connection refused"
-    ready_at = next(at for at, result in results if result == "ready")
-    assert ready_at < up + 3  # within an interval or so of the server's own word
-    assert all(result == "ready" for at, result in results if at > ready_at)
+    assert late < 5  # rabbitmq-diagnostics itself takes a second or two
 
 
 def test_without_credentials_the_broker_answers_connection_start(rabbit: RabbitServer) -> None:
@@ -238,3 +225,51 @@ def test_misbehaving_peers_end_in_the_bound_with_a_named_reason(
 
 def test_a_port_nothing_listens_on_is_refused() -> None:
     assert attempt(f"amqp://127.0.0.1:{free_port()}") == "connection refused"
+
+
+# --------------------------------------------------------------------------- the installed command
+
+
+def test_a_wrong_password_is_retried_until_the_timeout_in_the_brokers_words(
+    rabbit: RabbitServer, tmp_path: Path
+) -> None:
+    assert rabbit.ctl("authenticate_user", "guest", "wrong-amqp-pw").returncode != 0
+    report = tmp_path / "report.json"
+    env = {
+        "TARGET_ADDRESS": f"amqp://guest:guest@127.0.0.1:{rabbit.port}",
+        "AMQP_PASSWORD": "wrong-amqp-pw",  # replaces the address's right one: the block wins
+        "CHECK_INTERVAL": "300ms",
+    }
+    result = run_portpatrol(env, ["--timeout", "4s", "--report", str(report)], timeout=60)
+    assert result.code == 124, result.lines
+    refused = [line for line in result.lines if "403 ACCESS_REFUSED - Login was refused" in line]
+    assert len(refused) >= 2, result.lines
+    never_shown("wrong-amqp-pw", result.stdout, result.stderr, report.read_text())
+
+
+def test_the_right_password_from_a_config_file_with_a_variable(rabbit: RabbitServer, tmp_path: Path) -> None:
+    password = "r@bbit:${not a var} %"
+    assert rabbit.ctl("add_user", "pp-cli", password).returncode == 0
+    assert rabbit.ctl("set_permissions", "-p", "/", "pp-cli", ".*", ".*", ".*").returncode == 0
+    assert rabbit.ctl("authenticate_user", "pp-cli", password).returncode == 0
+    config = tmp_path / "pp.yaml"
+    config.write_text(
+        "targets:\n"
+        f"  - address: amqp://127.0.0.1:{rabbit.port}\n"
+        '    amqp: {user: pp-cli, password: "${RABBITMQ_PASSWORD}", vhost: /}\n'
+    )
+    report = tmp_path / "report.json"
+    env = {"RABBITMQ_PASSWORD": password}
+    result = run_portpatrol(env, ["--config", str(config), "--report", str(report)], timeout=60)
+    assert result.code == 0, result.lines
+    never_shown(password, result.stdout, result.stderr, report.read_text())
+
+
+def test_arguments_wait_for_a_cache_and_a_broker_together(rabbit: RabbitServer) -> None:
+    with RedisServer() as redis:
+        redis.start()
+        redis.until(lambda: redis.cli("ping") == "PONG")
+        args = [f"redis://127.0.0.1:{redis.port}", f"amqp://guest:guest@127.0.0.1:{rabbit.port}"]
+        result = run_portpatrol({}, ["--timeout", "20s", *args], timeout=60)
+    assert result.code == 0, result.lines
+    assert sum("is ready ✓" in line for line in result.lines) == 2

@@ -57,6 +57,7 @@ ENV_MANIFESTS = {
     "wait-for-valkey.yaml": Expected(Kind.TCP, "Valkey", interval=5.0, dial_timeout=5.0),
     "wait-for-postgres.yaml": Expected(Kind.HTTP, "postgres.default.svc.cluster.local"),
     "wait-for-webapp.yaml": Expected(Kind.HTTP, "webapp", interval=5.0, dial_timeout=2.0),
+    "wait-for-redis-auth.yaml": Expected(Kind.REDIS, "redis", interval=1.0),
 }
 CONFIGMAP_MANIFEST = "configmap.yaml"
 MANIFESTS = [*ENV_MANIFESTS, CONFIGMAP_MANIFEST]
@@ -270,6 +271,21 @@ def test_webapp_example_posts_the_secret_header_and_accepts_202() -> None:
     assert 201 not in spec.expected
 
 
+def test_redis_example_logs_in_with_the_secret_and_never_shows_it() -> None:
+    docs = documents(KUBERNETES / "wait-for-redis-auth.yaml")
+    environ = container_environ(docs, portpatrol_container(docs))
+    (target,) = env.targets(environ)
+    assert (target.spec.host, target.spec.port, target.spec.db) == (
+        "redis.default.svc.cluster.local",
+        6379,
+        0,
+    )
+    assert target.spec.password == secret_value(docs, "redis-auth", "password")
+    assert target.spec.password in target.secrets
+    plan = portpatrol_validate(portpatrol_container(docs)["args"], environ)
+    assert "db=0 login=yes tls=off" in plan
+
+
 def test_valkey_examples_wait_on_the_same_port() -> None:
     specs = []
     for name in ("wait-for-valkey-minimal.yaml", "wait-for-valkey.yaml"):
@@ -467,6 +483,10 @@ DOCS = {
     "initcontainer.md": [f"examples/deploy/kubernetes/{name}" for name in ENV_MANIFESTS],
     "configmap.md": [f"examples/deploy/kubernetes/{CONFIGMAP_MANIFEST}"],
     "compose.md": ["examples/deploy/docker-compose.yaml"],
+    "queues-and-caches.md": [
+        "examples/deploy/kubernetes/wait-for-redis-auth.yaml",
+        "examples/queues-and-caches.yaml",
+    ],
 }
 OWN_FILES = [
     *(KUBERNETES / name for name in MANIFESTS),

@@ -1,6 +1,6 @@
 """The memcached kind against a real memcached (Debian's 1.6, as nobody, on a free loopback port), with
-`version` over a raw socket as the oracle, and peers that misbehave. Until the kinds registry lands
-(issue 10) the kind's attempt() is called directly."""
+`version` over a raw socket as the oracle, and peers that misbehave: one attempt at a time (the kind's
+attempt()), then the installed command."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from portpatrol.errors import NotReady
 from portpatrol.kinds import memcached
-from tests.cacheservers import MemcachedServer, ScriptedPeer
+from tests.cacheservers import MemcachedServer, ScriptedPeer, waits_for_a_late_start
 
 
 def outcome(address: str, bound: float = 2.0) -> str:
@@ -57,3 +57,13 @@ def test_ready_when_version_answers_and_refused_before() -> None:
 def test_misbehaving_peers_give_bounded_named_reasons(script: bytes, hold: bool, reason: str) -> None:
     with ScriptedPeer(script, hold=hold, listen_first=True) as peer:
         assert outcome(f"memcached://127.0.0.1:{peer.port}", bound=1.0).startswith(reason)
+
+
+def test_the_command_waits_for_a_memcached_started_late() -> None:
+    with MemcachedServer() as server:
+        late = waits_for_a_late_start(
+            f"memcached://127.0.0.1:{server.port}",
+            server.start,
+            lambda: (server.version() or "").startswith("VERSION "),
+        )
+    assert late < 3

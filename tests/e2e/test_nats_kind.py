@@ -1,6 +1,6 @@
 """The nats kind against a real nats-server (Debian's 2.9, as nobody, on a free loopback port), with a
 raw socket reading INFO as the oracle: open, user and password, token, lame duck mode, TLS required, and
-peers that misbehave. Until the kinds registry lands (issue 10) the kind's attempt() is called directly."""
+peers that misbehave: first one attempt at a time (the kind's attempt()), then the installed command."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from portpatrol.errors import NotReady
 from portpatrol.kinds import nats
-from tests.cacheservers import NatsServer, ScriptedPeer, certificates
+from tests.cacheservers import NatsServer, ScriptedPeer, certificates, never_shown, waits_for_a_late_start
+from tests.peers import run_portpatrol
 
 
 def outcome(address: str, block: dict[str, Any] | None = None, bound: float = 2.0) -> str:
@@ -142,3 +144,55 @@ def test_tls_required_turns_the_connection_to_tls() -> None:
 def test_misbehaving_peers_give_bounded_named_reasons(script: bytes, hold: bool, reason: str) -> None:
     with ScriptedPeer(script, hold=hold) as peer:
         assert outcome(f"nats://127.0.0.1:{peer.port}", bound=1.0).startswith(reason)
+
+
+# --------------------------------------------------------------------------- the installed command
+
+NATS_PASSWORD = "n@ts:pa$$ w/rd"  # a `$` and a space: only a config file's ${VAR} passes it as is
+
+
+def test_the_command_waits_for_a_nats_server_started_late() -> None:
+    with NatsServer() as server:
+        late = waits_for_a_late_start(
+            f"nats://127.0.0.1:{server.port}", server.start, lambda: server.info() is not None
+        )
+    assert late < 3
+
+
+@pytest.mark.parametrize("server", [("--user", "app", "--pass", NATS_PASSWORD)], indirect=True)
+def test_wrong_or_missing_credentials_are_retried_until_the_timeout(
+    server: NatsServer, tmp_path: Path
+) -> None:
+    info = server.info()
+    assert info is not None
+    assert info.get("auth_required") is True  # the server's own word
+    report = tmp_path / "report.json"
+    env = {
+        "TARGET_ADDRESS": f"nats://app:wrong-pw-1@127.0.0.1:{server.port}",
+        "NATS_PASSWORD": "wrong-pw-2",  # replaces the address's password (the block wins)
+        "CHECK_INTERVAL": "200ms",
+    }
+    result = run_portpatrol(env, ["--timeout", "3s", "--report", str(report)])
+    assert result.code == 124, result.lines
+    refused = [line for line in result.lines if "Authorization Violation" in line]
+    assert len(refused) >= 3, result.lines
+    never_shown("wrong-pw", result.stdout, result.stderr, report.read_text())
+    missing = run_portpatrol({}, ["--timeout", "1s", f"nats://127.0.0.1:{server.port}"])
+    assert missing.code == 124, missing.lines
+    assert "the server needs credentials" in missing.lines[-1]
+
+
+@pytest.mark.parametrize("server", [("--user", "app", "--pass", NATS_PASSWORD)], indirect=True)
+def test_the_right_credentials_from_a_config_file_with_a_variable(server: NatsServer, tmp_path: Path) -> None:
+    config = tmp_path / "pp.yaml"
+    config.write_text(
+        "targets:\n"
+        f"  - address: nats://127.0.0.1:{server.port}\n"
+        '    nats: {user: app, password: "${NATS_SECRET}"}\n'
+    )
+    report = tmp_path / "report.json"
+    result = run_portpatrol(
+        {"NATS_SECRET": NATS_PASSWORD}, ["--config", str(config), "--report", str(report)]
+    )
+    assert result.code == 0, result.lines
+    never_shown(NATS_PASSWORD, result.stdout, result.stderr, report.read_text())

@@ -178,7 +178,7 @@ def test_the_block_replaces_the_address_and_takes_strings_from_the_environment()
         ("amqp://u:s3cret@h", {"vhost": "v" * 256}, "255 bytes"),
         ("amqp://u:s3cret@h", {"skip_tls_verify": "maybe"}, "true or false"),
         ("amqp://u:s3cret@h", {"skip_tls_verify": True}, "amqps:// only"),
-        ("amqps://u:s3cret@h", {"ca_file": "/nonexistent/ca.pem"}, "ca_file cannot be used"),
+        ("amqps://u:s3cret@h", {"ca_file": "/nonexistent/ca.pem"}, "cannot be used"),
     ],
 )
 def test_bad_addresses_and_blocks_are_refused_with_an_example_and_no_secret(

@@ -41,15 +41,25 @@ def test_addresses_user_password_or_token() -> None:
     assert (block.token, block.verify) == ("tk", False)
 
 
+def test_block_keys_replace_the_credentials_of_the_address() -> None:
+    """One rule for every kind: a key of the block (YAML or env) beats the same part of the URL."""
+    token = nats.parse("nats://u:p@queue", {"token": "tk"})
+    assert (token.user, token.password, token.token) == (None, None, "tk")
+    login = nats.parse("nats://tk@queue", {"user": "u", "password": "p"})
+    assert (login.user, login.password, login.token) == ("u", "p", None)
+    password = nats.parse("nats://u:old@queue", {"password": "new"})
+    assert (password.user, password.password) == ("u", "new")
+
+
 @pytest.mark.parametrize(
     ("address", "block", "words"),
     [
         ("tls://queue", {}, "starts with nats://"),
         ("nats://queue/sub", {}, "no /path"),
-        ("nats://u:p@queue", {"token": "t"}, "not both"),
+        ("nats://queue", {"user": "u", "password": "p", "token": "t"}, "not both"),
         ("nats://queue", {"user": "u"}, "needs a password"),
         ("nats://queue", {"skip_tls_verify": "often"}, "true or false"),
-        ("nats://queue", {"ca_file": "/nonexistent.pem"}, "ca_file cannot be used"),
+        ("nats://queue", {"ca_file": "/nonexistent.pem"}, "cannot be used"),
     ],
 )
 def test_bad_addresses_are_named(address: str, block: dict[str, str], words: str) -> None:

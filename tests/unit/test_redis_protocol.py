@@ -66,7 +66,7 @@ def test_block_keys_replace_the_address() -> None:
         ("redis://app:@cache", {}, "needs a password"),
         ("redis://cache", {"ca_file": "/x"}, "rediss:// only"),
         ("rediss://cache", {"skip_tls_verify": "maybe"}, "true or false"),
-        ("rediss://cache", {"ca_file": "/nonexistent/ca.pem"}, "ca_file cannot be used"),
+        ("rediss://cache", {"ca_file": "/nonexistent/ca.pem"}, "cannot be used"),
         (f"redis://:{SECRET.replace('@', '%40').replace('/', '%2F')}@cache/x", {}, "database number"),
     ],
 )

@@ -26,6 +26,8 @@ SCHEMA: dict[str, Any] = json.loads(PUBLISHED.read_text(encoding="utf-8"))
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 # Keys that are required, or whose default is derived, so a fixed default would mislead.
 NO_DEFAULT = {"targets", "address", "name", "value", "command"}
+# Keys of kind blocks whose default is the address's part (user, password...) or the system's (CA).
+NO_DEFAULT |= {"user", "password", "token", "vhost", "ca_file"}
 
 
 def test_the_package_ships_the_published_schema() -> None:
@@ -100,7 +102,11 @@ def _config_examples() -> list[Path]:
     return sorted(path for path in (ROOT / "examples").glob("*.yaml") if path.read_text().startswith(marker))
 
 
-EXAMPLE_ENV = {"API_TOKEN": "tok-9f8e7d6c", "RABBITMQ_PASSWORD": "rabbit-pw-123"}
+EXAMPLE_ENV = {
+    "API_TOKEN": "tok-9f8e7d6c",
+    "RABBITMQ_PASSWORD": "rabbit-pw-123",
+    "REDIS_PASSWORD": "redis-pw-4",
+}
 
 
 def test_there_are_config_examples() -> None:
