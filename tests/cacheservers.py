@@ -228,6 +228,12 @@ class ScriptedPeer:
             conn.sendall(self.script)
             if self.hold:
                 self.stopping.wait(30)
+                return
+            # Half-close, then drain what the client still sends: a full close would answer a late
+            # write with a reset, and the reason would depend on which came first.
+            conn.shutdown(socket.SHUT_WR)
+            while conn.recv(65536):
+                pass
 
     def __enter__(self) -> Self:
         self._serving.start()

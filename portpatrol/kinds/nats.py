@@ -97,6 +97,9 @@ class Settings:
     token: str | None = field(default=None, repr=False)
     ca_file: str | None = None
     verify: bool = True
+    # ca_file or skip_tls_verify given: TLS is required of the server, so an INFO stripped of
+    # tls_required on the way cannot make us send the credentials in clear text.
+    require_tls: bool = False
 
 
 # --------------------------------------------------------------------------- address and block
@@ -149,7 +152,8 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
     ca_file = block.get("ca_file") or None
     if ca_file is not None:
         _context(not skip, ca_file, checking=True)
-    return Settings(host, port or DEFAULT_PORT, user, password, token, ca_file, not skip)
+    require_tls = ca_file is not None or bool(skip)
+    return Settings(host, port or DEFAULT_PORT, user, password, token, ca_file, not skip, require_tls)
 
 
 def secrets(settings: Settings) -> frozenset[str]:
@@ -165,7 +169,9 @@ def describe(settings: Settings) -> str:
         login = f"yes user={printable(settings.user)}"
     elif settings.token is not None:
         login = "yes token"
-    tls = "when-required " + ("verify" if settings.verify else "skip-verify")
+    tls = ("required " if settings.require_tls else "when-required ") + (
+        "verify" if settings.verify else "skip-verify"
+    )
     tls += f" ca_file={printable(settings.ca_file)}" if settings.ca_file else ""
     return f"{host}:{settings.port} login={login} tls={tls}"
 
@@ -213,12 +219,15 @@ def converse(wire: Wire, settings: Settings) -> None:
     info = read_info(wire.line("the server's INFO", INFO_LIMIT))
     if info.get("ldm") is True:
         raise NotReady("the server is in lame duck mode (shutting down)")
-    if info.get("tls_required") is True:
+    tls_on = info.get("tls_required") is True or (settings.require_tls and info.get("tls_available") is True)
+    if settings.require_tls and not tls_on:
+        raise NotReady("the server does not offer TLS (ca_file or skip_tls_verify asks for it)")
+    if tls_on:
         wire.start_tls(_context(settings.verify, settings.ca_file), settings.host)
     options: dict[str, object] = {
         "verbose": False,
         "pedantic": False,
-        "tls_required": info.get("tls_required") is True,
+        "tls_required": tls_on,
         "name": "portpatrol",
         "lang": "python",
         "version": "portpatrol",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -158,3 +159,16 @@ def test_any_server_bytes_give_ready_or_a_named_reason(data: bytes, address: str
     assert time.monotonic() - started < 3
     assert "tkn" not in reason
     assert not any(ord(c) < 0x20 or ord(c) == 0x7F for c in reason)  # escaped: cannot drive a terminal
+
+
+def test_a_ca_file_requires_tls_so_a_stripped_info_gets_no_password(tmp_path: Path) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    settings = nats.parse("nats://app:hunter22@127.0.0.1:4222", {"ca_file": str(ca_file)})
+    assert "tls=required verify" in nats.describe(settings)
+    info = b'INFO {"server_id":"x","auth_required":true}\r\n'  # a machine in the middle dropped tls_required
+    with wire_to(info + b"PONG\r\n") as wire, pytest.raises(NotReady, match="does not offer TLS"):
+        nats.converse(wire, settings)
