@@ -80,6 +80,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "tcp": ("tcp",),
     "http": ("http", "https"),
     "icmp": ("icmp",),
+    "grpc": ("grpc", "grpcs"),
 }
 _BY_SCHEME = {name: kind for kind, names in KINDS.items() for name in names}
 TYPES = tuple(_BY_SCHEME)  # every `type` value, in the registry's order
