@@ -152,6 +152,10 @@ SUCCESS_THRESHOLD do, below --interval and --dial-timeout). A value that is not 
 error (exit 2) even when no target of its kind is given; an option without an HTTP target too."""
 
 
+HTTP_OPTION_NAMES: tuple[str, ...] = ("--method", "--header", "--body", "--expect-status", "--expect-body")
+HTTP_OPTION_NAMES += ("--expect-json", "--max-body", "--ca-file", "--cert-file", "--key-file")
+
+
 def _http_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("HTTP options", HTTP_OPTIONS_HELP)
     add = group.add_argument
@@ -300,8 +304,7 @@ def _compile(
     )
     http_options: dict[str, str | list[str]] = {
         option: value
-        for option in ("--method", "--header", "--body", "--expect-status", "--expect-body", "--expect-json")
-        + ("--max-body", "--ca-file", "--cert-file", "--key-file")
+        for option in HTTP_OPTION_NAMES
         if (value := getattr(args, option[2:].replace("-", "_"))) is not None
     }
     if not 1 <= args.workers <= 1024:

@@ -26,9 +26,9 @@ import httpx
 
 from portpatrol.checks import NotReady, net, reason, timed_out
 from portpatrol.errors import SetupError
-from portpatrol.kinds.httpanswer import ACCEPT_ENCODING
 from portpatrol.kinds.http import REDIRECTS, next_hop
 from portpatrol.kinds.http import Settings as HttpSpec
+from portpatrol.kinds.httpanswer import ACCEPT_ENCODING
 from portpatrol.text import cut, lower_first
 
 
@@ -334,7 +334,7 @@ class HttpCheck:
         # client (the original's) sends the value's UTF-8 bytes as written.
         self.headers = [(name.encode(), value.encode()) for name, value in spec.headers]
 
-    def _reason(self, error: httpx.HTTPError) -> str:
+    def _reason(self, error: httpx.HTTPError | httpx.InvalidURL) -> str:
         """The library's words for a failure, without the peer's bytes or any credential."""
         text = _PEER_BYTES.sub("", str(error)).rstrip(".")
         text = _REPR_CHARS.sub(lambda found: str(ast.literal_eval(found[0])), text)
@@ -362,7 +362,9 @@ class HttpCheck:
                         if followed == spec.max_redirects:
                             raise NotReady(f"more than {spec.max_redirects} redirects")
                         followed += 1
-                        url, method, headers, body = next_hop(spec, url, status, location, method, headers, body)
+                        url, method, headers, body = next_hop(
+                            url, status, location, method=method, headers=headers, body=body
+                        )
                         httpx.URL(url)  # a Location httpx cannot use fails here, named below
                         continue  # closed unread below: a redirect's body costs nothing
                     self._judge(response, method)

@@ -16,7 +16,8 @@ import socket
 import time
 
 from portpatrol.checks import NotReady, net, reason, timed_out
-from portpatrol.kinds.http import REDIRECTS, Settings as HttpSpec, next_hop
+from portpatrol.kinds.http import REDIRECTS, next_hop
+from portpatrol.kinds.http import Settings as HttpSpec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -181,7 +182,7 @@ class PlainHttpCheck:
                         raise NotReady(f"more than {spec.max_redirects} redirects")
                     followed += 1
                     address, method, headers, body = next_hop(
-                        spec, address, head.status, head.location, method, headers, body
+                        address, head.status, head.location, method=method, headers=headers, body=body
                     )
                     continue  # the redirect's body is never read: the socket closes below
                 if head.status not in spec.expected:
@@ -250,7 +251,7 @@ class _Body:
         self.sock, self.buffer, self.deadline, self.check = sock, bytearray(rest), deadline, check
 
     def _more(self) -> bool:
-        self.sock.settimeout(self.check._left(self.deadline))  # noqa: SLF001 (one attempt's helper)
+        self.sock.settimeout(self.check._left(self.deadline))
         data = self.sock.recv(65536)
         self.buffer += data
         return bool(data)
@@ -296,7 +297,11 @@ class _Body:
     def _chunked(self) -> Iterator[bytes]:
         while True:
             size_text = self._line().split(b";", 1)[0].strip()
-            if not size_text or len(size_text) > 16 or not all(c in b"0123456789abcdefABCDEF" for c in size_text):
+            if (
+                not size_text
+                or len(size_text) > 16
+                or not all(c in b"0123456789abcdefABCDEF" for c in size_text)
+            ):
                 raise _Unusual
             size = int(size_text, 16)
             if size == 0:

@@ -61,7 +61,7 @@ SCHEMA: dict[str, Any] = {
             "examples": ["/etc/tls/ca.crt"],
         },
         "cert_file": {
-            "description": "A client certificate (PEM) shown to the server, for mTLS (grpcs; GRPC_CERT_FILE).",
+            "description": "A client certificate (PEM) shown to the server, for mTLS (GRPC_CERT_FILE).",
             "type": "string",
             "default": "",
             "examples": ["/etc/tls/client.crt"],

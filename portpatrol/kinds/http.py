@@ -16,10 +16,9 @@ from portpatrol.values import parse_bool
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Mapping
     from typing import Any
-
-    import ssl
 
     from portpatrol.checks import Check
     from portpatrol.kinds.httpanswer import Expectations
@@ -278,7 +277,10 @@ MAX_BODY: dict[str, Any] = {
         "Read at most this much of the body, after decompression (like HTTP_MAX_BODY); more is a failed "
         "attempt. Only read when expect has body or json."
     ),
-    "anyOf": [{"type": "integer", "minimum": 1, "maximum": 1024**3}, {"type": "string", "pattern": SIZE_PATTERN}],
+    "anyOf": [
+        {"type": "integer", "minimum": 1, "maximum": 1024**3},
+        {"type": "string", "pattern": SIZE_PATTERN},
+    ],
     "default": "1MiB",
     "examples": ["1MiB", "64KiB", 500000],
 }
@@ -336,7 +338,7 @@ class Settings(Record):
     max_redirects: int
     tls: Identity | None  # ca_file, cert_file, key_file and the context made from them at start
 
-    def __init__(  # noqa: PLR0913, PLR0917 (built positionally, as a dataclass would be)
+    def __init__(  # noqa: PLR0917 (built positionally, as a dataclass would be)
         self,
         url: str,
         method: str = "GET",
@@ -421,7 +423,9 @@ def parse(text: str, block: Mapping[str, Any]) -> Settings:
         problems.append(BadValue(("max_redirects",), "from 0 to 100 (e.g. max_redirects: 3)"))
     body = block.get("body") or None
     expect = None
-    if any(block.get(key) not in (None, "", {}) for key in ("expect", "expect.body", "expect.json", "max_body")):
+    if any(
+        block.get(key) not in (None, "", {}) for key in ("expect", "expect.body", "expect.json", "max_body")
+    ):
         from portpatrol.kinds import httpanswer  # re, zlib, JSONPath: only for targets that expect
 
         try:
@@ -472,7 +476,9 @@ def tls_identity(block: Mapping[str, Any], verify: bool) -> Identity | None:
     if not any(files.values()):
         return None
     if files["key_file"] and not files["cert_file"]:
-        raise BadValue(("key_file",), "key_file needs cert_file (e.g. cert_file: client.crt, key_file: client.key)")
+        raise BadValue(
+            ("key_file",), "key_file needs cert_file (e.g. cert_file: client.crt, key_file: client.key)"
+        )
     for key, path in files.items():
         if path is None:
             continue
@@ -486,7 +492,9 @@ def tls_identity(block: Mapping[str, Any], verify: bool) -> Identity | None:
     from portpatrol import tls
 
     try:
-        context = tls.context(verify=verify, **files)
+        context = tls.context(
+            verify=verify, ca_file=files["ca_file"], cert_file=files["cert_file"], key_file=files["key_file"]
+        )
     except (OSError, ssl.SSLError) as error:
         key = "key_file" if "KEY" in str(error).upper() and files["key_file"] else "cert_file"
         if files["cert_file"] is None:
@@ -499,7 +507,13 @@ def tls_identity(block: Mapping[str, Any], verify: bool) -> Identity | None:
 
 
 def next_hop(
-    settings: Settings, url: str, status: int, location: str, method: str, headers: list[tuple[str, str]], body: bytes | None
+    url: str,
+    status: int,
+    location: str,
+    *,
+    method: str,
+    headers: list[tuple[str, str]],
+    body: bytes | None,
 ) -> tuple[str, str, list[tuple[str, str]], bytes | None]:
     """Where a redirect leads and what is sent there, for both paths alike (RFC 9110 15.4):
     303 (and 301/302 after a POST) becomes a GET without body; a redirect that leaves the origin
@@ -512,7 +526,7 @@ def next_hop(
     if "@" in parts.netloc:
         parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
         target = urlunsplit(parts)
-    if status == 303 and method != "HEAD" or status in (301, 302) and method == "POST":
+    if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
         method, body = "GET", None
         headers = [(n, v) for n, v in headers if n.lower() not in ("content-length", "transfer-encoding")]
     if origin(target) != origin(url):

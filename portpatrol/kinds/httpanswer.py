@@ -32,6 +32,7 @@ _SIZE = re.compile(r"\s*([0-9]+)\s*([A-Za-z]*)\s*")
 _NONE = object()
 _LIMIT = 1024**3  # max_body at most 1 GiB: larger is a typo, and memory to match
 
+
 @dataclass(frozen=True, slots=True)
 class Condition:
     path: Path

@@ -78,11 +78,11 @@ def kind_block(
     env_keys: dict[str, str] = getattr(kind, "ENV", {})
     secret_keys: frozenset[str] = getattr(kind, "SECRET_KEYS", frozenset())
     for variable, key in env_keys.items():
-        value = environ.get(variable)
-        if value:
-            block[key] = value
+        text = environ.get(variable)
+        if text:
+            block[key] = text
             secret = key in secret_keys
-            origins[key] = variable if secret else f"{variable}={quote(mask_secrets(value))}"
+            origins[key] = variable if secret else f"{variable}={quote(mask_secrets(text))}"
     if getattr(kind, "NAME", "") == "http":
         for option, key in HTTP_OPTIONS.items():
             value = options.get(option)

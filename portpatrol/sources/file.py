@@ -392,7 +392,16 @@ class _Http:
     rest: dict[str, Any]  # the other keys (body, expect, TLS files...), for the kind's parse()
 
 
-_HTTP_REST = ("body", "expect", "max_body", "ca_file", "cert_file", "key_file", "follow_redirects", "max_redirects")
+_HTTP_REST = (
+    "body",
+    "expect",
+    "max_body",
+    "ca_file",
+    "cert_file",
+    "key_file",
+    "follow_redirects",
+    "max_redirects",
+)
 TIMING_KEYS = ("interval", "dial_timeout", "success_threshold")  # the keys of Timing
 
 

@@ -321,7 +321,9 @@ def test_the_command_waits_until_the_server_switches_to_serving(tmp_path: Path) 
     then exit 0; the switch happens after the command has said it is not ready."""
     config = tmp_path / "grpc.yaml"
     with grpc_server() as (port, servicer):
-        config.write_text(f"targets:\n  - address: grpc://127.0.0.1:{port}\n    grpc: {{service: shop.Orders}}\n")
+        config.write_text(
+            f"targets:\n  - address: grpc://127.0.0.1:{port}\n    grpc: {{service: shop.Orders}}\n"
+        )
         servicer.set("", NOT_SERVING)
         servicer.set("shop.Orders", NOT_SERVING)
         for env, args in (
@@ -345,6 +347,8 @@ def test_the_command_waits_until_the_server_switches_to_serving(tmp_path: Path) 
 def test_the_command_names_an_unknown_service_and_times_out() -> None:
     with grpc_server() as (port, _):
         assert oracle(port, "shop.Missing") == "NOT_FOUND"
-        result = run_portpatrol({}, [f"grpc://127.0.0.1:{port}/shop.Missing", "--timeout", "2s", "--interval", "200ms"])
+        result = run_portpatrol(
+            {}, [f"grpc://127.0.0.1:{port}/shop.Missing", "--timeout", "2s", "--interval", "200ms"]
+        )
     assert result.code == 124, result.stderr
     assert "SERVICE_UNKNOWN" in result.lines[-1], result.lines

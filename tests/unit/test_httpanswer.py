@@ -91,13 +91,21 @@ def test_charset_of_the_answer_decodes_the_body() -> None:
             "a JSONPath starts with $",
         ),
         ({"expect": {"json": [{"path": "$.a", "matches": "["}]}}, ("expect", "json", 0, "matches"), "not a"),
-        ({"expect": {"json": [{"path": "$.a", "equals": 1, "exists": True}]}}, ("expect", "json", 0), "one of"),
+        (
+            {"expect": {"json": [{"path": "$.a", "equals": 1, "exists": True}]}},
+            ("expect", "json", 0),
+            "one of",
+        ),
         ({"expect": {"headers": {"X": "*"}}}, ("expect", "headers", "X"), "not a regular expression"),
         ({"max_body": "lots"}, ("max_body",), "max_body: not a size"),
         ({"max_body": "2GiB"}, ("max_body",), "max_body: from 1 byte to 1GiB"),
         # The env forms (HTTP_EXPECT_BODY, HTTP_EXPECT_JSON): one key, the message says which condition.
         ({"expect.body": "("}, ("expect.body",), "not a regular expression"),
-        ({"expect.json": '[{"path": "$.a"}, {"path": "x"}]'}, ("expect.json",), "condition 2 path: a JSONPath"),
+        (
+            {"expect.json": '[{"path": "$.a"}, {"path": "x"}]'},
+            ("expect.json",),
+            "condition 2 path: a JSONPath",
+        ),
         ({"expect.json": "[1"}, ("expect.json",), "not JSON or YAML"),
     ],
 )

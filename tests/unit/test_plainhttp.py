@@ -42,7 +42,11 @@ class Recorder:
                         break
                     head += chunk
                 head, _, body = head.partition(b"\r\n\r\n")
-                length = [int(line[15:]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+                length = [
+                    int(line[15:])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ]
                 while length and len(body) < length[0] and (chunk := conn.recv(4096)):
                     body += chunk
                 self.heads.append(head + b"\r\n\r\n" + body)
