@@ -355,7 +355,8 @@ def _compile(
             targets += arguments.targets(args.targets, timing, environ, http_options)
         except ConfigError as error:
             problems += error.problems
-    if any(key.startswith("HTTP_") and value for key, value in environ.items()):
+    read = any(target.kind.value == "HTTP" for target in targets)  # its source checked them
+    if not read and any(key.startswith("HTTP_") and value for key, value in environ.items()):
         from portpatrol.sources import args as arguments
 
         try:  # HTTP_ nonsense is an error even when no HTTP target reads it (said once, below)

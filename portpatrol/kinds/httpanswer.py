@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
 
 from portpatrol.errors import BadValue, NotReady
 from portpatrol.jsonpath import Path, compile_path, equal
+from portpatrol.model import Record, set_fields
 from portpatrol.wire import peer_text
+
+TYPE_CHECKING = False  # typing costs ~2 ms of start-up; only mypy needs these names
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Any
 
 MAX_BODY = 1024 * 1024  # the default of max_body: health answers are small, a bomb is not
 SHOWN = 200  # characters of a body a reason shows
@@ -33,11 +37,17 @@ _NONE = object()
 _LIMIT = 1024**3  # max_body at most 1 GiB: larger is a typo, and memory to match
 
 
-@dataclass(frozen=True, slots=True)
-class Condition:
+class Condition(Record):
+    """Records, not dataclasses: `import dataclasses` (inspect, ast, typing...) was a third of the
+    start-up of a target with a JSON expectation (docs/performance.md)."""
+
+    __slots__ = ("path", "test", "value")
     path: Path
     test: str  # "equals", "matches" or "exists"
     value: Any  # the JSON value, the compiled expression, or the boolean
+
+    def __init__(self, path: Path, test: str, value: Any) -> None:
+        set_fields(self, path=path, test=test, value=value)
 
     def failure(self, document: Any) -> str | None:
         """Why the document does not satisfy this condition, or None when it does."""
@@ -69,12 +79,21 @@ class Condition:
         return _shown(self.value)
 
 
-@dataclass(frozen=True, slots=True)
-class Expectations:
-    body: re.Pattern[str] | None = None
-    json: tuple[Condition, ...] = ()
-    headers: tuple[tuple[str, re.Pattern[str]], ...] = ()
-    max_body: int = MAX_BODY
+class Expectations(Record):
+    __slots__ = ("body", "json", "headers", "max_body")  # noqa: RUF023 (the order of __init__)
+    body: re.Pattern[str] | None
+    json: tuple[Condition, ...]
+    headers: tuple[tuple[str, re.Pattern[str]], ...]
+    max_body: int
+
+    def __init__(
+        self,
+        body: re.Pattern[str] | None = None,
+        json: tuple[Condition, ...] = (),
+        headers: tuple[tuple[str, re.Pattern[str]], ...] = (),
+        max_body: int = MAX_BODY,
+    ) -> None:
+        set_fields(self, body=body, json=json, headers=headers, max_body=max_body)
 
     @property
     def reads_body(self) -> bool:
@@ -161,13 +180,18 @@ def parse(block: Mapping[str, Any]) -> Expectations:
 def conditions_from_text(text: str) -> list[dict[str, Any]]:
     """HTTP_EXPECT_JSON: the list of conditions written as JSON or YAML flow, or the shorthand
     object {"$.status": "UP"} meaning equals."""
-    import yaml
+    import json
 
     example = """(e.g. [{"path": "$.status", "equals": "UP"}] or {"$.status": "UP"})"""
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise ValueError(f"not JSON or YAML {example}") from None
+        value = json.loads(text)
+    except ValueError:  # YAML flow, then: yaml costs ~10 ms of start-up that JSON need not pay
+        import yaml
+
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ValueError(f"not JSON or YAML {example}") from None
     if isinstance(value, dict):
         return [{"path": str(path), "equals": expected} for path, expected in value.items()]
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):

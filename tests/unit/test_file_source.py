@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from portpatrol.errors import ConfigError
+from portpatrol.kinds import TYPE_HINT
 from portpatrol.kinds.http import HttpSpec, StatusCodes
 from portpatrol.kinds.icmp import IcmpSpec
 from portpatrol.kinds.tcp import TcpSpec
@@ -388,7 +389,7 @@ targets:
         "dial_timeout, success_threshold, http, icmp)",
         "pp.yaml:23: $.targets[6]: expected a mapping, got a number",
         "pp.yaml:24: $.targets[7]: address is required",
-        'pp.yaml:25: $.targets[8].type="TCP": not a check type (use tcp, http, https or icmp)',
+        f'pp.yaml:25: $.targets[8].type="TCP": {TYPE_HINT}',
         "pp.yaml:25: $.targets[8].success_threshold: not a whole number from 1 to 1000 (e.g. 3), "
         "got a boolean",
     ]

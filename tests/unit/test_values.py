@@ -130,7 +130,7 @@ def test_check_types_any_case(text: str, kind: str) -> None:
 
 @pytest.mark.parametrize("text", ["udp", "grpc", "", "http2"])
 def test_unknown_check_type(text: str) -> None:
-    with pytest.raises(ValueError, match="use tcp, http, https or icmp"):
+    with pytest.raises(ValueError, match="use tcp, http, https, icmp"):
         parse_check_type(text)
 
 
