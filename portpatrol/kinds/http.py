@@ -517,15 +517,14 @@ def next_hop(
 ) -> tuple[str, str, list[tuple[str, str]], bytes | None]:
     """Where a redirect leads and what is sent there, for both paths alike (RFC 9110 15.4):
     303 (and 301/302 after a POST) becomes a GET without body; a redirect that leaves the origin
-    (scheme, host or port) drops Authorization, Cookie and Host, meant for the first server, and
-    any user info in the Location (credentials a peer chose are never sent)."""
+    (scheme, host or port) drops Authorization, Cookie and Host, meant for the first server; user
+    info written in a Location is dropped (credentials a peer chose are never sent)."""
     from urllib.parse import urljoin, urlsplit, urlunsplit
 
     target = urljoin(url, location)
-    parts = urlsplit(target)
-    if "@" in parts.netloc:
-        parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
-        target = urlunsplit(parts)
+    if "@" in urlsplit(location).netloc:  # the peer's user info; a relative Location keeps ours
+        parts = urlsplit(target)
+        target = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
     if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
         method, body = "GET", None
         headers = [(n, v) for n, v in headers if n.lower() not in ("content-length", "transfer-encoding")]

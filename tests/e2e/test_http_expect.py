@@ -459,3 +459,13 @@ def test_a_body_that_drips_is_bounded_by_the_attempt() -> None:
             assert outcome(check) == "no answer within 1s"
             assert time.monotonic() - start < 5
         stop.set()
+
+
+def test_user_info_a_redirect_names_is_never_used() -> None:
+    """A Location with credentials in it: neither path sends them (no Authorization arrives)."""
+    other = Server(reply(200))
+    with other, Server(redirect(f"http://mallory:pw@127.0.0.1:{other.port}/x", 302)) as first:
+        assert both(first.url(), {}) == ("ready", "ready")
+    assert len(first.seen) == len(other.seen) == 2  # once by each path
+    for index in (0, 1):
+        assert "authorization" not in other.headers_of(index)
