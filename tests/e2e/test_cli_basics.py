@@ -8,8 +8,11 @@ import sys
 
 import pytest
 
-from portpatrol.kinds import TYPE_HINT
+from portpatrol.kinds import TYPE_HINT, TYPES, _either
 from tests.peers import TcpListener, run_portpatrol
+
+# Every scheme of the registry, as an unknown scheme's message lists them.
+SCHEME_LIST = _either(tuple(s + "://" for s in TYPES))
 
 # Every variable the original PortPatrol README documents.
 ORIGINAL_VARIABLES = [
@@ -113,7 +116,7 @@ def test_every_problem_at_once() -> None:
         ),
         (
             {"TARGET_ADDRESS": "htp://x"},
-            'portpatrol: TARGET_ADDRESS="htp://x": unknown scheme "htp" (use tcp://, http://, https:// or icmp://)',
+            f'portpatrol: TARGET_ADDRESS="htp://x": unknown scheme "htp" (use {SCHEME_LIST})',
         ),
         (
             {"TARGET_ADDRESS": "http://:8080"},

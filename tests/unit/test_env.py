@@ -5,13 +5,16 @@ from __future__ import annotations
 import pytest
 
 from portpatrol.errors import ConfigError
-from portpatrol.kinds import TYPE_HINT
+from portpatrol.kinds import TYPE_HINT, TYPES, _either
 from portpatrol.kinds.http import HttpSpec
 from portpatrol.kinds.icmp import IcmpSpec
 from portpatrol.kinds.tcp import TcpSpec
 from portpatrol.model import Kind, Target
 from portpatrol.sources import env
 from portpatrol.sources.env import LogSettings, log_settings, targets
+
+# Every scheme of the registry, as an unknown scheme's message lists them.
+SCHEME_LIST = _either(tuple(s + "://" for s in TYPES))
 
 
 def one(environ: dict[str, str]) -> Target:
@@ -218,7 +221,7 @@ def test_icmp_read_timeout_problem() -> None:
         ),
         (
             {"TARGET_ADDRESS": "htp://x"},
-            'TARGET_ADDRESS="htp://x": unknown scheme "htp" (use tcp://, http://, https:// or icmp://)',
+            f'TARGET_ADDRESS="htp://x": unknown scheme "htp" (use {SCHEME_LIST})',
         ),
         (
             {"TARGET_ADDRESS": "db"},

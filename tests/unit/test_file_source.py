@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from portpatrol.errors import ConfigError
-from portpatrol.kinds import TYPE_HINT
+from portpatrol.kinds import TYPE_HINT, TYPES, _either
 from portpatrol.kinds.http import HttpSpec, StatusCodes
 from portpatrol.kinds.icmp import IcmpSpec
 from portpatrol.kinds.tcp import TcpSpec
@@ -19,6 +19,9 @@ from portpatrol.model import Kind, Plan, Target, Timing
 from portpatrol.schema import SCHEMA_FILE, schema_text
 from portpatrol.sources import env
 from portpatrol.sources.file import load, loads
+
+# Every scheme of the registry, as an unknown scheme's message lists them.
+SCHEME_LIST = _either(tuple(s + "://" for s in TYPES))
 
 ISSUE_EXAMPLE = """\
 # yaml-language-server: $schema=../schemas/portpatrol.schema.json
@@ -380,7 +383,7 @@ targets:
         "(use a unit, e.g. 5s, 500ms, 1m30s)",
         "pp.yaml:17: $.targets[3].http: only for HTTP targets, and this one is ICMP (from its address)",
         "pp.yaml:18: $.targets[4].name: must not be empty (leave it out to use the host of the address)",
-        'pp.yaml:19: $.targets[4].address="htp://x": unknown scheme "htp" (use tcp://, http://, https:// or icmp://)',
+        f'pp.yaml:19: $.targets[4].address="htp://x": unknown scheme "htp" (use {SCHEME_LIST})',
         # YAML 1.1 reads 1:30 as 90; the message shows what it read.
         "pp.yaml:21: $.targets[5].interval: 90 is a number, not a duration "
         "(use a unit, e.g. 90s, 500ms, 1m30s)",
