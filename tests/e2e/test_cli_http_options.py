@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from portpatrol.kinds import grpc, http
 from tests.e2e.test_http_expect import Server, reply
 from tests.peers import run_portpatrol
 
@@ -78,3 +79,5 @@ def test_help_documents_the_options_and_the_rule() -> None:
     for option in ("--ca-file", "--cert-file", "--key-file", "--max-body"):
         assert option in text
     assert "apply to TARGET arguments too" in text
+    for variable in [*http.ENV, *grpc.ENV]:  # every variable of the kinds is documented
+        assert variable in text, variable
