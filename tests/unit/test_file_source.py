@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from portpatrol.errors import ConfigError
-from portpatrol.kinds import KINDS, TYPE_HINT, TYPES, _either
+from portpatrol.kinds import TYPE_HINT, TYPES, _either, every
 from portpatrol.kinds.http import HttpSpec, StatusCodes
 from portpatrol.kinds.icmp import IcmpSpec
 from portpatrol.kinds.tcp import TcpSpec
@@ -19,6 +19,9 @@ from portpatrol.model import Kind, Plan, Target, Timing
 from portpatrol.schema import SCHEMA_FILE, schema_text
 from portpatrol.sources import env
 from portpatrol.sources.file import load, loads
+
+# The block keys of a target: one per registered kind that has settings.
+BLOCKS = ", ".join(kind.NAME for kind in every() if kind.SCHEMA is not None)
 
 # Every scheme of the registry, as an unknown scheme's message lists them.
 SCHEME_LIST = _either(tuple(s + "://" for s in TYPES))
@@ -389,7 +392,7 @@ targets:
         "(use a unit, e.g. 90s, 500ms, 1m30s)",
         'pp.yaml:22:11: $.targets[5].when: "2024-01-01" is read as a date; quote it to mean text',
         "pp.yaml:22: $.targets[5].when: unknown key (expected one of name, address, type, interval, "
-        f"dial_timeout, success_threshold, {', '.join(KINDS)})",  # a block key per registered kind
+        f"dial_timeout, success_threshold, {BLOCKS})",
         "pp.yaml:23: $.targets[6]: expected a mapping, got a number",
         "pp.yaml:24: $.targets[7]: address is required",
         f'pp.yaml:25: $.targets[8].type="TCP": {TYPE_HINT}',
