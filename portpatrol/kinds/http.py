@@ -491,17 +491,27 @@ def tls_identity(block: Mapping[str, Any], verify: bool) -> Identity | None:
 
     from portpatrol import tls
 
+    def unusable(key: str, error: Exception) -> BadValue:
+        reason = getattr(error, "reason", None)  # OpenSSL's words, e.g. KEY_VALUES_MISMATCH
+        why = str(reason).lower().replace("_", " ") if reason else "not a PEM certificate with its key"
+        if not reason and isinstance(error, OSError) and not isinstance(error, ssl.SSLError):
+            why = error.strerror or str(error)
+        return BadValue(
+            (key,), f"cannot use {quote(files[key] or '')}: {why} (e.g. PEM files made by openssl)"
+        )
+
+    if files["ca_file"]:  # alone first, so a bad bundle is named as such
+        try:
+            ssl.create_default_context(cafile=files["ca_file"])
+        except (OSError, ssl.SSLError) as error:
+            raise unusable("ca_file", error) from None
     try:
         context = tls.context(
             verify=verify, ca_file=files["ca_file"], cert_file=files["cert_file"], key_file=files["key_file"]
         )
-    except (OSError, ssl.SSLError) as error:
-        key = "key_file" if "KEY" in str(error).upper() and files["key_file"] else "cert_file"
-        if files["cert_file"] is None:
-            key = "ca_file"
-        why = getattr(error, "reason", None) or str(error)
-        raise BadValue(
-            (key,), f"cannot use {quote(files[key] or '')}: {str(why).lower().replace('_', ' ')} (a PEM file)"
+    except (OSError, ssl.SSLError) as error:  # the certificate, or a key that does not match it
+        raise unusable(
+            "key_file" if "KEY" in str(error).upper() and files["key_file"] else "cert_file", error
         ) from None
     return Identity(files["ca_file"], files["cert_file"], files["key_file"], context)
 

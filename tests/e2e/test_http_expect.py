@@ -301,7 +301,9 @@ def test_a_server_that_requires_a_client_certificate(tls_files: dict[str, Any], 
     ("variables", "named"),
     [
         ({"HTTP_CA_FILE": "/nonexistent/ca.pem"}, "HTTP_CA_FILE"),
-        ({"HTTP_CERT_FILE": "{cert}", "HTTP_KEY_FILE": "{other_key}"}, "HTTP_"),
+        ({"HTTP_CERT_FILE": "{cert}", "HTTP_KEY_FILE": "{other_key}"}, "HTTP_KEY_FILE"),
+        ({"HTTP_CERT_FILE": "{ca}"}, "HTTP_CERT_FILE"),  # a certificate without its key
+        ({"HTTP_CA_FILE": "{key}", "HTTP_CERT_FILE": "{cert}", "HTTP_KEY_FILE": "{key}"}, "HTTP_CA_FILE"),
         ({"HTTP_KEY_FILE": "{key}"}, "HTTP_KEY_FILE"),
         ({"HTTP_CA_FILE": "{key}"}, "HTTP_CA_FILE"),  # not a certificate at all
     ],
