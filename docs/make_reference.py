@@ -67,10 +67,11 @@ def render(schema: dict[str, Any]) -> str:
         _section("defaults", "defaults.", props["defaults"], defs),
         _section("targets[]", "targets[].", target, defs, intro=props["targets"]["description"]),
         _section("targets[].http", "targets[].http.", http, defs),
-        _section("targets[].icmp", "targets[].icmp.", target["properties"]["icmp"], defs),
+        _section("targets[].http.expect", "targets[].http.expect.", http["properties"]["expect"], defs),
     ]
-    for name, block in target["properties"].items():  # every other kind's block that has keys
-        if name not in ("http", "icmp") and block.get("type") == "object" and block.get("properties"):
+    # Every other kind's block, in the registry's order.
+    for name, block in target["properties"].items():
+        if name != "http" and isinstance(block, dict) and "properties" in block:
             sections.append(_section(f"targets[].{name}", f"targets[].{name}.", block, defs))
     return "\n".join(sections).rstrip("\n") + "\n"
 

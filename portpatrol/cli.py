@@ -54,8 +54,10 @@ environment variables (the original PortPatrol's; an empty variable counts as un
   TARGET_ADDRESS        what to wait for: host:port, tcp://host:port, http(s)://host[:port][/path],
                         icmp://host, dns:NAME, dns://SERVER/NAME?type=A, file:///path, unix:///path
   TARGET_NAME           name in the logs (default: the host of TARGET_ADDRESS)
-  TARGET_CHECK_TYPE     tcp, http, https or icmp (default: from the scheme, else tcp)
+  TARGET_CHECK_TYPE     tcp, http, https, icmp, grpc... (default: from the scheme, else tcp)
   CHECK_INTERVAL        pause after a failed attempt (default: 2s; durations like 500ms, 5s, 1m30s)
+                        (it, DIAL_TIMEOUT, SUCCESS_THRESHOLD and the HTTP_ variables apply to
+                        TARGET arguments too; options win)
   DIAL_TIMEOUT          bound on one whole attempt (default: 1s)
   SUCCESS_THRESHOLD     consecutive successful attempts that make a target ready (default: 1)
   CHECK_BACKOFF_FACTOR  stretch the pause by this after each failure in a row (default: 1, no backoff)
@@ -70,6 +72,13 @@ environment variables (the original PortPatrol's; an empty variable counts as un
   HTTP_ALLOW_DUPLICATE_HEADERS  send every value of a header given twice (default: false)
   HTTP_EXPECTED_STATUS_CODES    codes and ranges that mean ready (default: 200), e.g. 200,301-302,500-502
   HTTP_SKIP_TLS_VERIFY  do not verify the server's TLS certificate (default: false)
+  HTTP_BODY             request body
+  HTTP_EXPECT_BODY      a regular expression the body must match
+  HTTP_EXPECT_JSON      JSON conditions, e.g. {"$.status": "UP"} (docs/http.md)
+  HTTP_MAX_BODY         read at most this much of the body (default: 1MiB)
+  HTTP_CA_FILE, HTTP_CERT_FILE, HTTP_KEY_FILE  CA bundle to trust, client certificate and key
+  HTTP_FOLLOW_REDIRECTS, HTTP_MAX_REDIRECTS    follow redirects (default: true, at most 10)
+  GRPC_SERVICE, GRPC_CA_FILE, GRPC_CERT_FILE, GRPC_KEY_FILE, GRPC_SKIP_TLS_VERIFY  (docs/grpc.md)
   HTTP_PROXY, HTTPS_PROXY, NO_PROXY  proxies, as usual (lower-case forms too)
   ICMP_READ_TIMEOUT     how long to wait for the echo reply (default: 1s)
   DNS_EXPECT, DNS_MATCH  dns targets: comma-separated values that must all be answered; a regex one must match
@@ -154,7 +163,43 @@ def _parser() -> argparse.ArgumentParser:
         help="validate only: check a config file without the environment (an unset ${VAR} is allowed)",
     )
     add("--version", action="version", version=f"portpatrol {__version__}")
+    _http_options(parser)
     return parser
+
+
+HTTP_OPTIONS_HELP = """\
+For every http:// and https:// TARGET argument (a config file sets these per target). They win over
+the HTTP_ variables, which apply to TARGET arguments too (as CHECK_INTERVAL, DIAL_TIMEOUT and
+SUCCESS_THRESHOLD do, below --interval and --dial-timeout). A value that is not valid is an
+error (exit 2) even when no target of its kind is given; an option without an HTTP target too."""
+
+
+HTTP_OPTION_NAMES: tuple[str, ...] = ("--method", "--header", "--body", "--expect-status", "--expect-body")
+HTTP_OPTION_NAMES += ("--expect-json", "--max-body", "--ca-file", "--cert-file", "--key-file")
+
+
+def _http_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("HTTP options", HTTP_OPTIONS_HELP)
+    add = group.add_argument
+    add("--method", metavar="METHOD", help="request method (default: GET; env HTTP_METHOD)")
+    add(
+        "--header",
+        action="append",
+        metavar="'NAME: VALUE'",
+        help="a request header, repeatable (env HTTP_HEADERS); values never shown",
+    )
+    add("--body", metavar="TEXT", help="request body (env HTTP_BODY)")
+    add("--expect-status", metavar="CODES", help="codes that mean ready, e.g. 200-299 (default: 200)")
+    add("--expect-body", metavar="REGEX", help="the body must match (env HTTP_EXPECT_BODY)")
+    add(
+        "--expect-json",
+        metavar="CONDITIONS",
+        help="""JSON conditions, e.g. '{"$.status": "UP"}' (env HTTP_EXPECT_JSON; docs/http.md)""",
+    )
+    add("--max-body", metavar="SIZE", help="read at most this much body (default: 1MiB; env HTTP_MAX_BODY)")
+    add("--ca-file", metavar="FILE", help="trust this CA bundle instead of the system's (env HTTP_CA_FILE)")
+    add("--cert-file", metavar="FILE", help="client certificate, PEM (env HTTP_CERT_FILE)")
+    add("--key-file", metavar="FILE", help="key of --cert-file, PEM (env HTTP_KEY_FILE)")
 
 
 class _Defaults:
@@ -166,6 +211,8 @@ class _Defaults:
     workers = DEFAULT_WORKERS
     jitter = 0.1
     no_env = False
+    method = header = body = expect_status = expect_body = expect_json = max_body = None
+    ca_file = cert_file = key_file = None
 
 
 def _arguments(argv: list[str]) -> argparse.Namespace:
@@ -314,6 +361,11 @@ def _compile(
         duration("--max-interval", args.max_interval),
         args.invert,
     )
+    http_options: dict[str, str | list[str]] = {
+        option: value
+        for option in HTTP_OPTION_NAMES
+        if (value := getattr(args, option[2:].replace("-", "_"))) is not None
+    }
     if not 1 <= args.workers <= 1024:
         collector.add(f"--workers={cut(str(args.workers), 20)}", "must be from 1 to 1024 (e.g. 48)")
     if not 0 <= args.jitter <= 1:
@@ -349,13 +401,28 @@ def _compile(
             timeout = timeout or loaded.timeout
         except ConfigError as error:
             problems += error.problems
-    if args.targets:
+    if args.targets or http_options:
         from portpatrol.sources import args as arguments
 
+        own = arguments.environment_timing(environ, collector)  # the variables, below the options
+        timing = Timing(
+            timing.interval if args.interval else own.interval,
+            timing.dial_timeout if args.dial_timeout else own.dial_timeout,
+            own.success_threshold,
+        )
         try:
-            targets += arguments.targets(args.targets, timing, environ)
+            targets += arguments.targets(args.targets, timing, environ, http_options)
         except ConfigError as error:
             problems += error.problems
+    read = any(target.kind.value == "HTTP" for target in targets)  # its source checked them
+    if not read and any(key.startswith("HTTP_") and value for key, value in environ.items()):
+        from portpatrol.sources import args as arguments
+
+        try:  # HTTP_ nonsense is an error even when no HTTP target reads it (said once, below)
+            arguments.check_http_environment(environ)
+        except ConfigError as error:
+            problems += error.problems
+    problems = list(dict.fromkeys(problems))
     if not targets and not problems:
         problems.append(
             Problem(

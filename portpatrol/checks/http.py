@@ -1,4 +1,7 @@
-"""HTTP(S): one request, ready when the status is in the expected set. The body is never read.
+"""HTTP(S) through httpx: one request (and its redirects, followed here by kinds.http.next_hop as
+the plain-HTTP check does), ready when the status is in the expected set and the answer holds what
+`expect` says. The response is streamed: a redirect's body is never read (the connection closes),
+the final body goes through httpanswer.read_body, bounded, only when an expectation needs it.
 
 httpx bounds each read and write, not a whole request, so a peer that drips one byte a second
 would hold an attempt forever. The network backend below gives every socket operation only
@@ -23,7 +26,9 @@ import httpx
 
 from portpatrol.checks import NotReady, net, reason, timed_out
 from portpatrol.errors import SetupError
+from portpatrol.kinds.http import REDIRECTS, next_hop
 from portpatrol.kinds.http import Settings as HttpSpec
+from portpatrol.kinds.httpanswer import ACCEPT_ENCODING
 from portpatrol.text import cut, lower_first
 
 
@@ -262,14 +267,21 @@ class _Transport(httpx.BaseTransport):
 
 
 @cache
-def _client(verify: bool, proxy: str | None, follow_redirects: bool) -> tuple[httpx.Client, _Backend]:
+def _client(
+    verify: bool, proxy: str | None, context: ssl.SSLContext | None = None
+) -> tuple[httpx.Client, _Backend]:
     """One client per kind of target, not per target: thousands of HTTP targets stay cheap.
-    Connections are never reused, so every attempt proves the peer accepts new ones."""
+    Connections are never reused, so every attempt proves the peer accepts new ones. Redirects
+    are followed by HttpCheck, not httpx: httpx reads a redirect's whole body. `context`: a
+    target's own (ca_file, client certificate), used as made, without the system store."""
+    if context is not None:
+        _loaded.add(id(context))
+    ssl_context = _ssl_context(verify) if context is None else context
     backend = _Backend(_host_port(httpx.URL(proxy)) if proxy else None)
     pool: httpcore.ConnectionPool
     if proxy is None:
         pool = httpcore.ConnectionPool(
-            ssl_context=_ssl_context(verify),
+            ssl_context=ssl_context,
             max_connections=None,
             max_keepalive_connections=0,
             network_backend=backend,
@@ -282,7 +294,7 @@ def _client(verify: bool, proxy: str | None, follow_redirects: bool) -> tuple[ht
             ),
             proxy_auth=via.raw_auth,
             proxy_headers=via.headers.raw,
-            ssl_context=_ssl_context(verify),
+            ssl_context=ssl_context,
             proxy_ssl_context=via.ssl_context,
             max_connections=None,
             max_keepalive_connections=0,
@@ -291,8 +303,10 @@ def _client(verify: bool, proxy: str | None, follow_redirects: bool) -> tuple[ht
     client = httpx.Client(
         transport=_Transport(pool),
         trust_env=False,  # the source already chose the proxy from the environment
-        follow_redirects=follow_redirects,
-        max_redirects=10,
+        follow_redirects=False,
+        # What httpanswer.read_body decodes, whatever optional decoders httpx finds installed.
+        # Given whole, in httpx's own order: giving one would move it to the end.
+        headers={"Accept": "*/*", "Accept-Encoding": ACCEPT_ENCODING, "Connection": "keep-alive"},
         timeout=None,  # noqa: S113 (the backend bounds the whole attempt, not each phase)
     )
     return client, backend
@@ -303,7 +317,8 @@ class HttpCheck:
         self.spec = spec
         self.dial_timeout = dial_timeout
         try:
-            self.client, self.backend = _client(not spec.skip_tls_verify, spec.proxy, spec.follow_redirects)
+            context = spec.tls.context if spec.tls is not None else None
+            self.client, self.backend = _client(not spec.skip_tls_verify, spec.proxy, context)
         except httpx.InvalidURL as error:
             # A proxy the source let through but httpx cannot use (a host that is not valid IDNA,
             # e.g. HTTP_PROXY=http://\x80:3128). httpx names the bad part only, never a password.
@@ -319,7 +334,7 @@ class HttpCheck:
         # client (the original's) sends the value's UTF-8 bytes as written.
         self.headers = [(name.encode(), value.encode()) for name, value in spec.headers]
 
-    def _reason(self, error: httpx.HTTPError) -> str:
+    def _reason(self, error: httpx.HTTPError | httpx.InvalidURL) -> str:
         """The library's words for a failure, without the peer's bytes or any credential."""
         text = _PEER_BYTES.sub("", str(error)).rstrip(".")
         text = _REPR_CHARS.sub(lambda found: str(ast.literal_eval(found[0])), text)
@@ -331,21 +346,52 @@ class HttpCheck:
     def attempt(self, deadline: float | None = None) -> None:
         """`deadline`: when the plain-HTTP check hands over an attempt it began (checks/plainhttp.py)."""
         self.backend.start(self.dial_timeout, deadline)
+        spec = self.spec
+        url, method, body = spec.url, spec.method, spec.body
+        headers = list(spec.headers)
+        followed = 0
         try:
-            with self.client.stream(
-                self.spec.method, self.spec.url, headers=self.headers, auth=self.auth
-            ) as response:
-                status = response.status_code
-        except httpx.TooManyRedirects:
-            raise NotReady("more than 10 redirects") from None
+            while True:
+                sent = [(name.encode(), value.encode()) for name, value in headers]
+                request = self.client.build_request(method, url, headers=sent, content=body)
+                response = self.client.send(request, auth=self.auth, stream=True)
+                try:
+                    status = response.status_code
+                    location = response.headers.get("location")
+                    if spec.follow_redirects and status in REDIRECTS and location is not None:
+                        if followed == spec.max_redirects:
+                            raise NotReady(f"more than {spec.max_redirects} redirects")
+                        followed += 1
+                        url, method, headers, body = next_hop(
+                            url, status, location, method=method, headers=headers, body=body
+                        )
+                        httpx.URL(url)  # a Location httpx cannot use fails here, named below
+                        continue  # closed unread below: a redirect's body costs nothing
+                    self._judge(response, method)
+                    return
+                finally:
+                    response.close()
         except httpx.InvalidURL as error:  # not an HTTPError: e.g. a host that is not valid IDNA
-            raise NotReady(f"invalid URL: {lower_first(str(error))}") from None
+            raise NotReady(f"invalid URL: {self._reason(error)}") from None
         except httpx.ProxyError as error:  # the proxy refused the tunnel (CONNECT), e.g. with 407
             raise NotReady(f"proxy answered {self._reason(error)}") from None
         except httpx.HTTPError as error:
             raise NotReady(self._reason(error)) from None
+
+    def _judge(self, response: httpx.Response, method: str) -> None:
+        status = response.status_code
         if status not in self.spec.expected:
             if status == 407 and self.spec.proxy is not None:  # the proxy's own answer, not the target's
                 reason = "status 407 from the proxy (proxy authentication required)"
                 raise NotReady(f"{reason}, expected {self.spec.expected}")
             raise NotReady(f"status {status}, expected {self.spec.expected}")
+        expect = self.spec.expect
+        if expect is None:
+            return
+        from portpatrol.kinds.httpanswer import read_body
+
+        body = b""
+        if expect.reads_body and method != "HEAD":
+            encoding = ", ".join(response.headers.get_list("content-encoding")) or None
+            body = read_body(response.iter_raw(), encoding, expect.max_body)
+        expect.judge(response.headers.multi_items(), body, response.headers.get("content-type"))

@@ -97,6 +97,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "nats": ("nats",),
     "memcached": ("memcached",),
     "amqp": ("amqp", "amqps"),
+    "grpc": ("grpc", "grpcs"),
 }
 _BY_SCHEME = {name: kind for kind, names in KINDS.items() for name in (kind, *names)}
 TYPES = tuple(_BY_SCHEME)  # every `type` value, in the registry's order

@@ -57,6 +57,7 @@ SCHEMA: dict[str, Any] = {
         "ca_file": {
             "description": "PEM bundle to trust instead of the system's (amqps://)." + _VAR,
             "type": "string",
+            "default": "",
             "examples": ["/etc/ssl/rabbitmq-ca.pem"],
         },
         "skip_tls_verify": {

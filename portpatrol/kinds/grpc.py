@@ -38,21 +38,47 @@ NAME = "grpc"
 SCHEMES = ("grpc", "grpcs")
 DEFAULT_PORT: int | None = None  # required in the address: see the module's docstring
 
-_FILE = {"type": "string", "minLength": 1}
 SCHEMA: dict[str, Any] = {
+    "description": "Settings of a gRPC health check (grpc:// or grpcs://); docs/grpc.md.",
     "type": "object",
     "additionalProperties": False,
+    "default": {},
+    "examples": [{"service": "shop.Orders"}, {"ca_file": "/etc/tls/ca.crt"}],
     "properties": {
         "service": {
+            "description": (
+                "The service name asked about (HealthCheckRequest.service, like GRPC_SERVICE); empty: "
+                "the server as a whole. The address's path says the same."
+            ),
             "type": "string",
-            "description": "The service name asked about (HealthCheckRequest.service); empty: the server.",
+            "default": "",
+            "examples": ["shop.Orders", ""],
         },
-        "ca_file": {**_FILE, "description": "Trust this CA bundle instead of the system store (grpcs)."},
-        "cert_file": {**_FILE, "description": "Client certificate (PEM) shown to the server (grpcs)."},
-        "key_file": {**_FILE, "description": "Key of cert_file, when not in cert_file itself."},
-        "skip_tls_verify": {"type": "boolean", "description": "Accept any server certificate (grpcs)."},
+        "ca_file": {
+            "description": "Trust this CA bundle (PEM) instead of the system store (grpcs; GRPC_CA_FILE).",
+            "type": "string",
+            "default": "",
+            "examples": ["/etc/tls/ca.crt"],
+        },
+        "cert_file": {
+            "description": "A client certificate (PEM) shown to the server, for mTLS (GRPC_CERT_FILE).",
+            "type": "string",
+            "default": "",
+            "examples": ["/etc/tls/client.crt"],
+        },
+        "key_file": {
+            "description": "The key of cert_file, when not in cert_file itself (GRPC_KEY_FILE).",
+            "type": "string",
+            "default": "",
+            "examples": ["/etc/tls/client.key"],
+        },
+        "skip_tls_verify": {
+            "description": "Accept any server certificate (grpcs; GRPC_SKIP_TLS_VERIFY).",
+            "type": "boolean",
+            "default": False,
+            "examples": [False, True],
+        },
     },
-    "dependentRequired": {"key_file": ["cert_file"]},
 }
 ENV = {
     "GRPC_SERVICE": "service",
@@ -175,7 +201,7 @@ def attempt(settings: Settings, deadline: float, bound: float) -> None:
             chosen = wire.sock.selected_alpn_protocol()  # type: ignore[attr-defined]
             if chosen != "h2":
                 raise NotReady(f"the server did not agree to HTTP/2 over TLS (ALPN {chosen or 'none'})")
-        check(wire, settings.authority, settings.service, "https" if settings.tls else "http")
+        health_check(wire, settings.authority, settings.service, "https" if settings.tls else "http")
     except NotReady as error:
         if str(error) != CLOSED_AT_PREFACE:
             raise
@@ -192,7 +218,7 @@ def attempt(settings: Settings, deadline: float, bound: float) -> None:
         wire.close()
 
 
-def check(wire: Wire, authority: str, service: str, scheme: str = "http") -> None:
+def health_check(wire: Wire, authority: str, service: str, scheme: str = "http") -> None:
     """One health Check over a connected (and, for grpcs, TLS) wire: return on SERVING, else NotReady.
     Apart from the wire's own NotReady, nothing the peer sends makes this raise anything else."""
     import hpack

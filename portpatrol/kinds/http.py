@@ -1,7 +1,9 @@
-"""HTTP(S): one request, ready when the status is in the expected set. The body is never read.
+"""HTTP(S): one request, ready when the status is in the expected set and, with an `expect` block,
+when the answer holds what it says (kinds/httpanswer.py: headers, body, JSON; docs/http.md).
 
 The request goes through checks/plainhttp.py when it can (most waits: no httpx to import), else
-through httpx (checks/http.py): proxies, TLS, methods other than GET and HEAD."""
+through httpx (checks/http.py): proxies, TLS, anything unusual. Both follow redirects here, by
+next_hop(), so both give the same verdict and reason for the same answers."""
 
 from __future__ import annotations
 
@@ -14,10 +16,12 @@ from portpatrol.values import parse_bool
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Mapping
     from typing import Any
 
     from portpatrol.checks import Check
+    from portpatrol.kinds.httpanswer import Expectations
 
 NAME = "http"
 SCHEMES = ("http", "https")
@@ -29,7 +33,21 @@ ENV = {
     "HTTP_HEADERS": "headers",
     "HTTP_EXPECTED_STATUS_CODES": "expected_status_codes",
     "HTTP_SKIP_TLS_VERIFY": "skip_tls_verify",
+    "HTTP_BODY": "body",
+    # Keys with a dot are the env forms of nested keys: expect.body is `expect: {body: ...}`.
+    "HTTP_EXPECT_BODY": "expect.body",
+    "HTTP_EXPECT_JSON": "expect.json",
+    "HTTP_MAX_BODY": "max_body",
+    "HTTP_CA_FILE": "ca_file",
+    "HTTP_CERT_FILE": "cert_file",
+    "HTTP_KEY_FILE": "key_file",
+    "HTTP_FOLLOW_REDIRECTS": "follow_redirects",
+    "HTTP_MAX_REDIRECTS": "max_redirects",
 }
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 10  # the default of max_redirects, as Go's and httpx's clients
+# Dropped from a request when a redirect leaves the origin: they were meant for the first server.
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "host", "proxy-authorization"})
 SECRET_KEYS = frozenset({"headers"})
 # Header names and values, by the block's schema (`$defs` of the config file's schema).
 DEFS: dict[str, Any] = {
@@ -132,8 +150,141 @@ SCHEMA: dict[str, Any] = {
             "default": False,
             "examples": [False, True],
         },
+        "body": {
+            "description": (
+                "The request body (like HTTP_BODY), sent as UTF-8 with its Content-Length; empty: none. "
+                "`${VAR}` and `${VAR:-default}` are replaced from the environment when the file is loaded."
+            ),
+            "type": "string",
+            "default": "",
+            "examples": ['{"probe": true}'],
+        },
+        "ca_file": {
+            "description": (
+                "Trust this PEM bundle instead of the system's store, as curl --cacert (like HTTP_CA_FILE). "
+                "A missing or unreadable file is a configuration error at start."
+            ),
+            "type": "string",
+            "default": "",
+            "examples": ["/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"],
+        },
+        "cert_file": {
+            "description": "A client certificate (PEM) for servers that require one (like HTTP_CERT_FILE).",
+            "type": "string",
+            "default": "",
+            "examples": ["/etc/tls/client.crt"],
+        },
+        "key_file": {
+            "description": (
+                "The key of cert_file when it is not in that file (like HTTP_KEY_FILE); a key that does "
+                "not match the certificate is a configuration error at start."
+            ),
+            "type": "string",
+            "default": "",
+            "examples": ["/etc/tls/client.key"],
+        },
+        "follow_redirects": {
+            "description": (
+                "Follow 301, 302, 303, 307 and 308 answers (like HTTP_FOLLOW_REDIRECTS). Default: yes, "
+                "unless expected_status_codes lists a 3xx code. A redirect's body is never read; "
+                "Authorization, Cookie and Host are dropped when a redirect leaves the origin."
+            ),
+            "type": "boolean",
+            "examples": [True, False],
+        },
+        "max_redirects": {
+            "description": "Redirects followed at most, then the attempt fails (like HTTP_MAX_REDIRECTS).",
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 100,
+            "default": MAX_REDIRECTS,
+            "examples": [10, 3],
+        },
     },
 }
+_CONDITION: dict[str, Any] = {
+    "description": "One condition on the JSON body: a path and one of equals, matches or exists.",
+    "type": "object",
+    "required": ["path"],
+    "additionalProperties": False,
+    "maxProperties": 2,  # the path and at most one of equals, matches, exists
+    "examples": [{"path": "$.status", "equals": "UP"}, {"path": "$.maintenance", "exists": False}],
+    "properties": {
+        "path": {
+            "description": "An RFC 9535 JSONPath; it must select at least one value (unless exists: false).",
+            "type": "string",
+            "minLength": 1,
+            "examples": ["$.status", "$.checks[*].state", "$.checks[?@.status != 'UP']"],
+        },
+        "equals": {
+            "description": "Every selected value equals this JSON value (1 equals 1.0; true is not 1).",
+            "examples": ["UP", True, 0],
+        },
+        "matches": {
+            "description": "Every selected value's text (a string as it is, else its JSON) matches this "
+            "regular expression, searched anywhere in it.",
+            "type": "string",
+            "examples": ["^(pass|warn)$", "^(green|yellow)$"],
+        },
+        "exists": {
+            "description": "false: the path selects nothing; true: it selects something.",
+            "type": "boolean",
+            "default": True,
+            "examples": [False, True],
+        },
+    },
+}
+SIZE_PATTERN = r"^\s*[0-9]+\s*([kKmMgG]i?[bB]|[bB])?\s*$"
+EXPECT: dict[str, Any] = {
+    "description": (
+        "What the answer must hold beyond its status code (docs/http.md): checked after the status, "
+        "headers first, then the body, then its JSON. Invalid expressions and paths are configuration "
+        "errors."
+    ),
+    "type": "object",
+    "additionalProperties": False,
+    "default": {},
+    "examples": [{"json": [{"path": "$.status", "equals": "UP"}]}, {"body": "ok|healthy"}],
+    "properties": {
+        "body": {
+            "description": "A regular expression searched in the decoded body (like HTTP_EXPECT_BODY).",
+            "type": "string",
+            "default": "",
+            "examples": ["ok|healthy", "^ok$"],
+        },
+        "json": {
+            "description": (
+                "Conditions on the body parsed as JSON; every one must hold (like HTTP_EXPECT_JSON, "
+                'which also takes the shorthand {"$.status": "UP"}).'
+            ),
+            "type": "array",
+            "items": _CONDITION,
+            "default": [],
+            "examples": [[{"path": "$.status", "equals": "UP"}]],
+        },
+        "headers": {
+            "description": "Header name -> a regular expression its value must match (names in any case).",
+            "type": "object",
+            "propertyNames": {"$ref": "#/$defs/header_name"},
+            "additionalProperties": {"type": "string"},
+            "default": {},
+            "examples": [{"Content-Type": "json"}],
+        },
+    },
+}
+MAX_BODY: dict[str, Any] = {
+    "description": (
+        "Read at most this much of the body, after decompression (like HTTP_MAX_BODY); more is a failed "
+        "attempt. Only read when expect has body or json."
+    ),
+    "anyOf": [
+        {"type": "integer", "minimum": 1, "maximum": 1024**3},
+        {"type": "string", "pattern": SIZE_PATTERN},
+    ],
+    "default": "1MiB",
+    "examples": ["1MiB", "64KiB", 500000],
+}
+SCHEMA["properties"] |= {"expect": EXPECT, "max_body": MAX_BODY}
 _HEADER_CONTROLS = CONTROLS.replace("\t", "")
 
 
@@ -161,13 +312,31 @@ class Settings(Record):
     """A record, not a dataclass: a plain HTTP wait's start-up pays no `import dataclasses`
     (model.Record says why)."""
 
-    __slots__ = ("url", "method", "headers", "expected", "skip_tls_verify", "proxy")  # noqa: RUF023
+    __slots__ = (  # noqa: RUF023 (the order of __init__)
+        "url",
+        "method",
+        "headers",
+        "expected",
+        "skip_tls_verify",
+        "proxy",
+        "body",
+        "expect",
+        "follow",
+        "max_redirects",
+        "tls",
+    )
+    _unshown = ("tls",)
     url: str
     method: str
     headers: tuple[tuple[str, str], ...]
     expected: StatusCodes
     skip_tls_verify: bool
     proxy: str | None
+    body: bytes | None  # the request body
+    expect: Expectations | None  # what the answer must hold beyond its status (kinds/httpanswer.py)
+    follow: bool | None  # follow_redirects as written; None: the default (see follow_redirects)
+    max_redirects: int
+    tls: Identity | None  # ca_file, cert_file, key_file and the context made from them at start
 
     def __init__(  # noqa: PLR0917 (built positionally, as a dataclass would be)
         self,
@@ -177,6 +346,11 @@ class Settings(Record):
         expected: StatusCodes = StatusCodes(),  # noqa: B008 (immutable, shared on purpose)
         skip_tls_verify: bool = False,
         proxy: str | None = None,
+        body: bytes | None = None,
+        expect: Expectations | None = None,
+        follow: bool | None = None,
+        max_redirects: int = MAX_REDIRECTS,
+        tls: Identity | None = None,
     ) -> None:
         set_fields(
             self,
@@ -186,12 +360,34 @@ class Settings(Record):
             expected=expected,
             skip_tls_verify=skip_tls_verify,
             proxy=proxy,
+            body=body,
+            expect=expect,
+            follow=follow,
+            max_redirects=max_redirects,
+            tls=tls,
         )
 
     @property
     def follow_redirects(self) -> bool:
-        # A 3xx in the expected set must be seen, so redirects are then not followed.
-        return not self.expected.has_redirect
+        # By default a 3xx in the expected set must be seen, so redirects are then not followed.
+        return not self.expected.has_redirect if self.follow is None else self.follow
+
+
+class Identity(Record):
+    """The TLS files of a target and the client context made from them once, at start: a missing
+    file or a key that does not match is a configuration error, not a retried failure."""
+
+    __slots__ = ("ca_file", "cert_file", "key_file", "context")  # noqa: RUF023
+    _unshown = ("context",)
+    ca_file: str | None
+    cert_file: str | None
+    key_file: str | None
+    context: ssl.SSLContext
+
+    def __init__(
+        self, ca_file: str | None, cert_file: str | None, key_file: str | None, context: ssl.SSLContext
+    ) -> None:
+        set_fields(self, ca_file=ca_file, cert_file=cert_file, key_file=key_file, context=context)
 
 
 HttpSpec = Settings  # the name the rest of the code knew it by
@@ -221,6 +417,26 @@ def parse(text: str, block: Mapping[str, Any]) -> Settings:
     headers = value("headers", lambda t: parse_headers(t, allow), ())
     expected = value("expected_status_codes", parse_status_codes, StatusCodes())
     skip = value("skip_tls_verify", parse_bool, False)
+    follow = value("follow_redirects", parse_bool, None)
+    max_redirects = value("max_redirects", parse_max_redirects, MAX_REDIRECTS)
+    if not (isinstance(max_redirects, int) and 0 <= max_redirects <= 100):
+        problems.append(BadValue(("max_redirects",), "from 0 to 100 (e.g. max_redirects: 3)"))
+    body = block.get("body") or None
+    expect = None
+    if any(
+        block.get(key) not in (None, "", {}) for key in ("expect", "expect.body", "expect.json", "max_body")
+    ):
+        from portpatrol.kinds import httpanswer  # re, zlib, JSONPath: only for targets that expect
+
+        try:
+            expect = httpanswer.parse(block)
+        except BadValue as error:
+            problems.append(error)
+    identity = None
+    try:
+        identity = tls_identity(block, not skip)
+    except BadValue as error:
+        problems.append(error)
     try:
         scheme, sep, rest = text.partition("://")
         url = address(scheme, rest).url if sep else address("http", text).url
@@ -232,7 +448,111 @@ def parse(text: str, block: Mapping[str, Any]) -> Settings:
     assert url is not None
     if not any(name.lower() == "user-agent" for name, _ in headers):
         headers = (("User-Agent", USER_AGENT), *headers)
-    return Settings(url, method, headers, expected, skip)
+    return Settings(
+        url,
+        method,
+        headers,
+        expected,
+        skip,
+        None,
+        None if body is None else str(body).encode(),
+        expect,
+        follow,
+        max_redirects,
+        identity,
+    )
+
+
+def parse_max_redirects(text: str) -> int:
+    if not (text.strip().isascii() and text.strip().isdigit()) or int(text) > 100:
+        raise ValueError("not a number of redirects from 0 to 100 (e.g. 3)")
+    return int(text)
+
+
+def tls_identity(block: Mapping[str, Any], verify: bool) -> Identity | None:
+    """ca_file, cert_file and key_file made into a client context now, or None when none is given.
+    BadValue at the file that is wrong; the message names the file and why, never its contents."""
+    files = {key: str(block.get(key) or "") or None for key in ("ca_file", "cert_file", "key_file")}
+    if not any(files.values()):
+        return None
+    if files["key_file"] and not files["cert_file"]:
+        raise BadValue(
+            ("key_file",), "key_file needs cert_file (e.g. cert_file: client.crt, key_file: client.key)"
+        )
+    for key, path in files.items():
+        if path is None:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as error:
+            raise BadValue((key,), f"cannot read {quote(path)}: {error.strerror or error}") from None
+    import ssl
+
+    from portpatrol import tls
+
+    def unusable(key: str, error: Exception) -> BadValue:
+        reason = getattr(error, "reason", None)  # OpenSSL's words, e.g. KEY_VALUES_MISMATCH
+        why = str(reason).lower().replace("_", " ") if reason else "not a PEM certificate with its key"
+        if not reason and isinstance(error, OSError) and not isinstance(error, ssl.SSLError):
+            why = error.strerror or str(error)
+        return BadValue(
+            (key,), f"cannot use {quote(files[key] or '')}: {why} (e.g. PEM files made by openssl)"
+        )
+
+    if files["ca_file"]:  # alone first, so a bad bundle is named as such
+        try:
+            ssl.create_default_context(cafile=files["ca_file"])
+        except (OSError, ssl.SSLError) as error:
+            raise unusable("ca_file", error) from None
+    try:
+        context = tls.context(
+            verify=verify, ca_file=files["ca_file"], cert_file=files["cert_file"], key_file=files["key_file"]
+        )
+    except (OSError, ssl.SSLError) as error:  # the certificate, or a key that does not match it
+        raise unusable(
+            "key_file" if "KEY" in str(error).upper() and files["key_file"] else "cert_file", error
+        ) from None
+    return Identity(files["ca_file"], files["cert_file"], files["key_file"], context)
+
+
+def next_hop(
+    url: str,
+    status: int,
+    location: str,
+    *,
+    method: str,
+    headers: list[tuple[str, str]],
+    body: bytes | None,
+) -> tuple[str, str, list[tuple[str, str]], bytes | None]:
+    """Where a redirect leads and what is sent there, for both paths alike (RFC 9110 15.4):
+    303 (and 301/302 after a POST) becomes a GET without body; a redirect that leaves the origin
+    (scheme, host or port) drops Authorization, Cookie and Host, meant for the first server; user
+    info written in a Location is dropped (credentials a peer chose are never sent)."""
+    from urllib.parse import urljoin, urlsplit, urlunsplit
+
+    target = urljoin(url, location)
+    if "@" in urlsplit(location).netloc:  # the peer's user info; a relative Location keeps ours
+        parts = urlsplit(target)
+        target = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+        method, body = "GET", None
+        headers = [(n, v) for n, v in headers if n.lower() not in ("content-length", "transfer-encoding")]
+    if origin(target) != origin(url):
+        headers = [(name, value) for name, value in headers if name.lower() not in CREDENTIAL_HEADERS]
+    return target, method, headers, body
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
 
 
 def environment(settings: Settings, environ: Mapping[str, str]) -> Settings:
@@ -267,6 +587,16 @@ def describe(settings: Settings) -> str:
         details.append("headers " + ",".join(name for name, _ in settings.headers[1:]))
     details += ["skip TLS verify"] if settings.skip_tls_verify else []
     details += ["via proxy"] if settings.proxy else []
+    details += [f"body {len(settings.body)} bytes"] if settings.body else []
+    if settings.expect is not None and settings.expect.describe():
+        details.append(settings.expect.describe())
+    if not settings.follow_redirects:
+        details.append("redirects not followed")
+    elif settings.max_redirects != MAX_REDIRECTS:
+        details.append(f"at most {settings.max_redirects} redirects")
+    if settings.tls is not None:
+        details += [f"CA file {settings.tls.ca_file}"] if settings.tls.ca_file else []
+        details += [f"client certificate {settings.tls.cert_file}"] if settings.tls.cert_file else []
     return ", ".join(details)
 
 

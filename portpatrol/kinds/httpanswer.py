@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
 
-from portpatrol.errors import NotReady
+from portpatrol.errors import BadValue, NotReady
 from portpatrol.jsonpath import Path, compile_path, equal
+from portpatrol.model import Record, set_fields
 from portpatrol.wire import peer_text
+
+TYPE_CHECKING = False  # typing costs ~2 ms of start-up; only mypy needs these names
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Any
 
 MAX_BODY = 1024 * 1024  # the default of max_body: health answers are small, a bomb is not
 SHOWN = 200  # characters of a body a reason shows
@@ -29,56 +33,21 @@ _UNITS = {
     "gib": 1024**3,
 }
 _SIZE = re.compile(r"\s*([0-9]+)\s*([A-Za-z]*)\s*")
-SIZE_PATTERN = r"^\s*[0-9]+\s*([kKmMgG]i?[bB]|[bB])?\s*$"
 _NONE = object()
 _LIMIT = 1024**3  # max_body at most 1 GiB: larger is a typo, and memory to match
 
-_CONDITION: dict[str, Any] = {
-    "type": "object",
-    "required": ["path"],
-    "additionalProperties": False,
-    "maxProperties": 2,  # the path and at most one of equals, matches, exists
-    "properties": {
-        "path": {"type": "string", "minLength": 1, "description": "An RFC 9535 JSONPath, e.g. $.status"},
-        "equals": {"description": "Every selected value equals this JSON value"},
-        "matches": {"type": "string", "description": "Every selected value's text matches this expression"},
-        "exists": {"type": "boolean", "description": "false: the path selects nothing; true: something"},
-    },
-}
-# The `expect` block and `max_body` of a target's `http` block.
-SCHEMA: dict[str, Any] = {
-    "expect": {
-        "type": "object",
-        "additionalProperties": False,
-        "description": "What the answer must hold beyond its status code",
-        "properties": {
-            "body": {"type": "string", "description": "A regular expression searched in the decoded body"},
-            "json": {
-                "type": "array",
-                "items": _CONDITION,
-                "description": "Conditions on the JSON body; every one must hold",
-            },
-            "headers": {
-                "type": "object",
-                "additionalProperties": {"type": "string"},
-                "description": "Header name -> regular expression its value must match",
-            },
-        },
-    },
-    "max_body": {
-        "oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": SIZE_PATTERN}],
-        "description": "Read at most this much of the body, decompressed (default 1MiB), e.g. 64KiB",
-    },
-}
-# Environment variables of an HTTP target, as keys of that block.
-ENV = {"HTTP_EXPECT_BODY": "body", "HTTP_EXPECT_JSON": "json", "HTTP_MAX_BODY": "max_body"}
 
+class Condition(Record):
+    """Records, not dataclasses: `import dataclasses` (inspect, ast, typing...) was a third of the
+    start-up of a target with a JSON expectation (docs/performance.md)."""
 
-@dataclass(frozen=True, slots=True)
-class Condition:
+    __slots__ = ("path", "test", "value")
     path: Path
     test: str  # "equals", "matches" or "exists"
     value: Any  # the JSON value, the compiled expression, or the boolean
+
+    def __init__(self, path: Path, test: str, value: Any) -> None:
+        set_fields(self, path=path, test=test, value=value)
 
     def failure(self, document: Any) -> str | None:
         """Why the document does not satisfy this condition, or None when it does."""
@@ -110,12 +79,21 @@ class Condition:
         return _shown(self.value)
 
 
-@dataclass(frozen=True, slots=True)
-class Expectations:
-    body: re.Pattern[str] | None = None
-    json: tuple[Condition, ...] = ()
-    headers: tuple[tuple[str, re.Pattern[str]], ...] = ()
-    max_body: int = MAX_BODY
+class Expectations(Record):
+    __slots__ = ("body", "json", "headers", "max_body")  # noqa: RUF023 (the order of __init__)
+    body: re.Pattern[str] | None
+    json: tuple[Condition, ...]
+    headers: tuple[tuple[str, re.Pattern[str]], ...]
+    max_body: int
+
+    def __init__(
+        self,
+        body: re.Pattern[str] | None = None,
+        json: tuple[Condition, ...] = (),
+        headers: tuple[tuple[str, re.Pattern[str]], ...] = (),
+        max_body: int = MAX_BODY,
+    ) -> None:
+        set_fields(self, body=body, json=json, headers=headers, max_body=max_body)
 
     @property
     def reads_body(self) -> bool:
@@ -171,18 +149,34 @@ class Expectations:
 
 
 def parse(block: Mapping[str, Any]) -> Expectations:
-    """The expectations of an `http` block's `expect` and `max_body` (valid against SCHEMA, or from
-    ENV with every value a string). Raises ValueError naming the key and showing an example."""
-    expect = block.get("expect") or {}
-    max_body = MAX_BODY if block.get("max_body") is None else parse_size(block["max_body"])
-    body = None if expect.get("body") is None else _regex(expect["body"], "expect.body", "ok|healthy")
-    conditions = expect.get("json") or ()
+    """The expectations of an `http` block: its `expect` and `max_body` (valid against the schema),
+    or their env forms, every value a string: `expect.body`, `expect.json` (kinds/http.py ENV).
+    Raises BadValue naming the key inside the block (("expect", "json", 0, "path")), with an example."""
+    expect: Mapping[str, Any] = block.get("expect") or {}
+    max_body = MAX_BODY
+    if block.get("max_body") not in (None, ""):
+        try:
+            max_body = parse_size(block["max_body"])
+        except ValueError as error:
+            raise BadValue(("max_body",), str(error)) from None
+    body_key: tuple[str | int, ...] = ("expect", "body")
+    pattern = expect.get("body")
+    if block.get("expect.body"):
+        body_key, pattern = ("expect.body",), block["expect.body"]
+    body = None if not pattern else _regex(pattern, body_key, "ok|healthy")
+    conditions: Any = expect.get("json") or ()
+    json_key: tuple[str | int, ...] = ("expect", "json")
+    if block.get("expect.json"):
+        json_key, conditions = ("expect.json",), block["expect.json"]
     if isinstance(conditions, str):
-        conditions = conditions_from_text(conditions)
-    json = tuple(_condition(item, f"expect.json[{index}]") for index, item in enumerate(conditions))
+        try:
+            conditions = conditions_from_text(conditions)
+        except ValueError as error:
+            raise BadValue(json_key, str(error)) from None
+    json = tuple(_condition(item, json_key, index) for index, item in enumerate(conditions))
     headers = tuple(
-        (name, _regex(pattern, f"expect.headers.{name}", "json"))
-        for name, pattern in (expect.get("headers") or {}).items()
+        (str(name), _regex(value, ("expect", "headers", str(name)), "json"))
+        for name, value in (expect.get("headers") or {}).items()
     )
     return Expectations(body, json, headers, max_body)
 
@@ -190,13 +184,18 @@ def parse(block: Mapping[str, Any]) -> Expectations:
 def conditions_from_text(text: str) -> list[dict[str, Any]]:
     """HTTP_EXPECT_JSON: the list of conditions written as JSON or YAML flow, or the shorthand
     object {"$.status": "UP"} meaning equals."""
-    import yaml
+    import json
 
     example = """(e.g. [{"path": "$.status", "equals": "UP"}] or {"$.status": "UP"})"""
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise ValueError(f"not JSON or YAML {example}") from None
+        value = json.loads(text)
+    except ValueError:  # YAML flow, then: yaml costs ~10 ms of start-up that JSON need not pay
+        import yaml
+
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ValueError(f"not JSON or YAML {example}") from None
     if isinstance(value, dict):
         return [{"path": str(path), "equals": expected} for path, expected in value.items()]
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
@@ -204,36 +203,49 @@ def conditions_from_text(text: str) -> list[dict[str, Any]]:
     return value
 
 
-def _condition(item: Mapping[str, Any], where: str) -> Condition:
+def _condition(item: Mapping[str, Any], key: tuple[str | int, ...], index: int) -> Condition:
+    """One condition. From a file, a problem is at its key (("expect", "json", 0, "path")); from
+    the environment (key ("expect.json",)) the message says which condition."""
     example = '(e.g. {path: "$.status", equals: "UP"})'
+    env = len(key) == 1
+    at: tuple[str | int, ...] = key if env else (*key, index)
+
+    def problem(where: str, message: str) -> BadValue:
+        if env:
+            return BadValue(at, f"condition {index + 1}{' ' + where if where else ''}: {message}")
+        return BadValue((*at, where) if where else at, message)
+
     if not isinstance(item, Mapping) or not isinstance(item.get("path"), str):
-        raise ValueError(f"{where}: a condition needs a path {example}")
-    unknown = sorted(set(item) - {"path", "equals", "matches", "exists"})
+        raise problem("", f"a condition needs a path {example}")
+    unknown = sorted(str(name) for name in set(item) - {"path", "equals", "matches", "exists"})
     if unknown:
-        raise ValueError(f"{where}: unknown key {unknown[0]!r} {example}")
-    tests = [key for key in ("equals", "matches", "exists") if key in item]
+        raise problem("", f"unknown key {unknown[0]!r} {example}")
+    tests = [name for name in ("equals", "matches", "exists") if name in item]
     if len(tests) > 1:
-        raise ValueError(f"{where}: give one of equals, matches or exists {example}")
+        raise problem("", f"give one of equals, matches or exists {example}")
     try:
         path = compile_path(item["path"])
     except ValueError as error:
-        raise ValueError(f"{where}.path: {error}") from None
+        raise problem("path", str(error)) from None
     test = tests[0] if tests else "exists"
     value = item.get(test, True)
     if test == "matches":
-        value = _regex(value, f"{where}.matches", "^(pass|warn)$")
+        try:
+            value = _regex(value, (), "^(pass|warn)$")
+        except BadValue as error:
+            raise problem("matches", str(error)) from None
     elif test == "exists" and not isinstance(value, bool):
-        raise ValueError(f"{where}.exists: true or false {example}")
+        raise problem("exists", f"true or false {example}")
     return Condition(path, test, value)
 
 
-def _regex(pattern: object, where: str, example: str) -> re.Pattern[str]:
+def _regex(pattern: object, key: tuple[str | int, ...], example: str) -> re.Pattern[str]:
     if not isinstance(pattern, str):
-        raise ValueError(f"{where}: a regular expression as a string (e.g. {example})")
+        raise BadValue(key, f"a regular expression as a string (e.g. {example})")
     try:
         return re.compile(pattern)
     except (re.error, RecursionError, OverflowError) as error:
-        raise ValueError(f"{where}: not a regular expression: {error} (e.g. {example})") from None
+        raise BadValue(key, f"not a regular expression: {error} (e.g. {example})") from None
 
 
 def parse_size(value: object) -> int:
@@ -274,7 +286,9 @@ def read_body(chunks: Iterable[bytes], content_encoding: str | None, limit: int)
     raw = 0
     for chunk in chunks:
         raw += len(chunk)
-        if raw > limit + 65536 and not decoders:
+        # Compressed data is never much larger than what it inflates to: a stream twice the limit
+        # is too large whatever it holds (and bytes after a gzip member's end are not kept).
+        if raw > (2 * limit if decoders else limit) + 65536:
             raise too_large
         data = chunk
         for decoder in decoders:
@@ -297,6 +311,8 @@ class _Decoder:
         self.started = False
 
     def feed(self, data: bytes, room: int) -> bytes:
+        if self.inflate.eof:  # trailing bytes after the stream's end: unused_data would keep them all
+            return b""
         try:
             if not self.started and self.coding == "deflate" and data:
                 self.started = True

@@ -63,6 +63,7 @@ SCHEMA: dict[str, Any] = {
                 "PEM bundle to trust instead of the system's, when the server requires TLS." + _VAR
             ),
             "type": "string",
+            "default": "",
             "examples": ["/etc/ssl/nats-ca.pem"],
         },
         "skip_tls_verify": {

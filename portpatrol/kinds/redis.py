@@ -49,6 +49,7 @@ SCHEMA: dict[str, Any] = {
         "ca_file": {
             "description": "PEM bundle to trust instead of the system's (rediss://)." + _VAR,
             "type": "string",
+            "default": "",
             "examples": ["/etc/ssl/redis-ca.pem"],
         },
         "skip_tls_verify": {

@@ -399,10 +399,21 @@ class _Http:
     headers: tuple[tuple[str, str], ...]
     expected_status_codes: StatusCodes
     skip_tls_verify: bool
+    rest: dict[str, Any]  # the other keys (body, expect, TLS files...), for the kind's parse()
 
 
 # The keys of Timing, in a target and in defaults.
 TIMING_KEYS = ("interval", "dial_timeout", "success_threshold", "backoff_factor", "max_interval", "invert")
+_HTTP_REST = (
+    "body",
+    "expect",
+    "max_body",
+    "ca_file",
+    "cert_file",
+    "key_file",
+    "follow_redirects",
+    "max_redirects",
+)
 
 
 class _Compiler:
@@ -762,6 +773,7 @@ class _Compiler:
         own = address.kind.value.lower()
         if address.kind is Kind.HTTP and http is not None:
             block = {field.name: getattr(http, field.name) for field in dataclasses.fields(http)}
+            block |= block.pop("rest")
         elif address.kind is Kind.ICMP and read_timeout is not None:
             block = {"read_timeout": read_timeout}
         elif address.kind not in (Kind.HTTP, Kind.ICMP) and own in item:
@@ -932,7 +944,18 @@ class _Compiler:
         )
         headers = self.headers((*http_path, "headers"), settings.get("headers", _Map(0)), allow, secrets)
         skip = self.boolean((*http_path, "skip_tls_verify"), settings.get("skip_tls_verify", False))
-        return _Http(method, headers, expected, skip)
+        rest: dict[str, Any] = {}
+        for key in _HTTP_REST:  # values the kind's parse() checks; `${...}` replaced in strings
+            if key in settings and settings[key] is not _SKIP:
+                value = settings[key]
+                if isinstance(value, str):
+                    text = self.interpolate((*http_path, key), value)
+                    if text is None:
+                        continue
+                    secrets |= text.secrets
+                    value = text.value
+                rest[key] = value
+        return _Http(method, headers, expected, skip, rest)
 
     def status_codes(self, path: JsonPath, value: Any) -> tuple[StatusCodes, frozenset[str]] | None:
         if isinstance(value, int) and not isinstance(value, bool):

@@ -9,7 +9,11 @@ import sys
 import pytest
 
 from portpatrol import kinds
+from portpatrol.kinds import TYPES, _either
 from tests.peers import TcpListener, run_portpatrol
+
+# Every scheme of the registry, as an unknown scheme's message lists them.
+SCHEME_LIST = _either(tuple(s + "://" for s in TYPES))
 
 # Every variable the original PortPatrol README documents.
 ORIGINAL_VARIABLES = [

@@ -137,7 +137,8 @@ def test_validate_prints_the_plan_hides_secrets_and_touches_no_network(http_peer
     rows = {line.split()[0]: line.split() for line in lines[2:]}
     assert rows["api"][1:5] == ["HTTP", http_peer.url("/healthz"), "5s", "1s"]
     assert "Authorization" in plan.stdout
-    assert rows[db.address][1:5] == ["TCP", db.address, "2s", "250ms"]
+    # CHECK_INTERVAL applies to TARGET arguments too (issue 11.9); --dial-timeout wins over DIAL_TIMEOUT.
+    assert rows[db.address][1:5] == ["TCP", db.address, "5s", "250ms"]
     assert rows["127.0.0.1"][1:3] == ["ICMP", "127.0.0.1"]
     assert "s3cr3t" not in plan.stdout
     assert "hunter2" not in plan.stdout

@@ -3,8 +3,8 @@
 server that is not gRPC (h2 server-side), and misbehaving peers. grpcio's own client is the oracle for
 the server's state, so a test cannot pass for the wrong reason.
 
-The kind is driven through its contract (parse, then attempt with a deadline) until the registry routes
-grpc:// targets from the command line."""
+Most tests drive the kind through its contract (parse, then attempt with a deadline); the last ones run
+the installed command with grpc:// targets from arguments, the environment and a config file."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from h2.connection import H2Connection
 
 from portpatrol.errors import NotReady
 from portpatrol.kinds import grpc as kind
-from tests.peers import HttpPeer, Serving, TcpListener
+from tests.peers import HttpPeer, Running, Serving, TcpListener, run_portpatrol
 
 BOUND = 2.0
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -311,3 +311,44 @@ def test_a_silent_peer_ends_in_the_bound() -> None:
         reason = outcome(f"grpc://{silent.address}", bound=1.0)
         assert time.monotonic() - start < 3
     assert reason == "no answer within 1s (the HTTP/2 connection preface)"
+
+
+# --------------------------------------------------------------------------- through the command
+
+
+def test_the_command_waits_until_the_server_switches_to_serving(tmp_path: Path) -> None:
+    """Argument, environment and config file: not ready (NOT_SERVING) until the servicer switches,
+    then exit 0; the switch happens after the command has said it is not ready."""
+    config = tmp_path / "grpc.yaml"
+    with grpc_server() as (port, servicer):
+        config.write_text(
+            f"targets:\n  - address: grpc://127.0.0.1:{port}\n    grpc: {{service: shop.Orders}}\n"
+        )
+        servicer.set("", NOT_SERVING)
+        servicer.set("shop.Orders", NOT_SERVING)
+        for env, args in (
+            ({}, [f"grpc://127.0.0.1:{port}"]),
+            ({"TARGET_ADDRESS": f"grpc://127.0.0.1:{port}", "GRPC_SERVICE": "shop.Orders"}, []),
+            ({}, ["--config", str(config)]),
+        ):
+            servicer.set("", NOT_SERVING)
+            servicer.set("shop.Orders", NOT_SERVING)
+            with Running(env, [*args, "--interval", "100ms", "--timeout", "30s"]) as running:
+                line = running.wait_for_line("is not ready", timeout=15)
+                assert "NOT_SERVING" in line, line
+                assert running.proc.poll() is None  # still waiting
+                servicer.set("", SERVING)
+                servicer.set("shop.Orders", SERVING)
+                assert oracle(port) == oracle(port, "shop.Orders") == "SERVING"
+                assert running.wait(20) == 0, running.lines
+                assert "is ready" in running.lines[-1], running.lines
+
+
+def test_the_command_names_an_unknown_service_and_times_out() -> None:
+    with grpc_server() as (port, _):
+        assert oracle(port, "shop.Missing") == "NOT_FOUND"
+        result = run_portpatrol(
+            {}, [f"grpc://127.0.0.1:{port}/shop.Missing", "--timeout", "2s", "--interval", "200ms"]
+        )
+    assert result.code == 124, result.stderr
+    assert "SERVICE_UNKNOWN" in result.lines[-1], result.lines

@@ -6,12 +6,16 @@ import pytest
 
 from portpatrol import kinds
 from portpatrol.errors import ConfigError
+from portpatrol.kinds import TYPES, _either
 from portpatrol.kinds.http import HttpSpec
 from portpatrol.kinds.icmp import IcmpSpec
 from portpatrol.kinds.tcp import TcpSpec
 from portpatrol.model import Kind, Target
 from portpatrol.sources import env
 from portpatrol.sources.env import LogSettings, log_settings, targets
+
+# Every scheme of the registry, as an unknown scheme's message lists them.
+SCHEME_LIST = _either(tuple(s + "://" for s in TYPES))
 
 
 def one(environ: dict[str, str]) -> Target:

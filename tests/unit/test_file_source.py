@@ -13,6 +13,7 @@ import pytest
 
 from portpatrol import kinds
 from portpatrol.errors import ConfigError
+from portpatrol.kinds import TYPES, _either, every
 from portpatrol.kinds.http import HttpSpec, StatusCodes
 from portpatrol.kinds.icmp import IcmpSpec
 from portpatrol.kinds.tcp import TcpSpec
@@ -22,6 +23,11 @@ from portpatrol.sources import env
 from portpatrol.sources.file import load, loads
 
 TARGET_KEYS = list(json.loads(schema_text())["$defs"]["target"]["properties"])
+# The block keys of a target: one per registered kind that has settings.
+BLOCKS = ", ".join(kind.NAME for kind in every() if kind.SCHEMA is not None)
+
+# Every scheme of the registry, as an unknown scheme's message lists them.
+SCHEME_LIST = _either(tuple(s + "://" for s in TYPES))
 
 ISSUE_EXAMPLE = """\
 # yaml-language-server: $schema=../schemas/portpatrol.schema.json

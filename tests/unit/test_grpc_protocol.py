@@ -232,7 +232,7 @@ def test_parse_errors_say_what_to_write(address: str, block: dict[str, str], mes
 
 
 def _converse(server_bytes: bytes, bound: float = 2.0) -> str | None:
-    """check() against a peer that sends `server_bytes` and then ends its side; the reason, or None
+    """health_check() against a peer that sends `server_bytes` and then ends its side; the reason, or None
     when the bytes made a SERVING answer."""
     client, server = socket.socketpair()
     drained = threading.Thread(target=_drain, args=(server,), daemon=True)
@@ -242,7 +242,7 @@ def _converse(server_bytes: bytes, bound: float = 2.0) -> str | None:
         server.shutdown(socket.SHUT_WR)
         start = time.monotonic()
         try:
-            kind.check(Wire(client, start + bound, bound), "peer:1", "")
+            kind.health_check(Wire(client, start + bound, bound), "peer:1", "")
         except NotReady as error:
             return str(error)
         finally:

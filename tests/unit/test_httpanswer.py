@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portpatrol.errors import NotReady
+from portpatrol.errors import BadValue, NotReady
 from portpatrol.kinds.httpanswer import Expectations, conditions_from_text, parse, parse_size, read_body
 
 JSON_TYPE = "application/json"
@@ -82,23 +82,39 @@ def test_charset_of_the_answer_decodes_the_body() -> None:
 
 
 @pytest.mark.parametrize(
-    ("block", "message"),
+    ("block", "key", "message"),
     [
-        ({"expect": {"body": "("}}, "expect.body: not a regular expression"),
+        ({"expect": {"body": "("}}, ("expect", "body"), "not a regular expression"),
         (
             {"expect": {"json": [{"path": "status", "equals": 1}]}},
-            "expect.json[0].path: a JSONPath starts with $",
+            ("expect", "json", 0, "path"),
+            "a JSONPath starts with $",
         ),
-        ({"expect": {"json": [{"path": "$.a", "matches": "["}]}}, "expect.json[0].matches: not a regular"),
-        ({"expect": {"json": [{"path": "$.a", "equals": 1, "exists": True}]}}, "give one of"),
-        ({"expect": {"headers": {"X": "*"}}}, "expect.headers.X: not a regular expression"),
-        ({"max_body": "lots"}, "max_body: not a size"),
-        ({"max_body": "2GiB"}, "max_body: from 1 byte to 1GiB"),
+        ({"expect": {"json": [{"path": "$.a", "matches": "["}]}}, ("expect", "json", 0, "matches"), "not a"),
+        (
+            {"expect": {"json": [{"path": "$.a", "equals": 1, "exists": True}]}},
+            ("expect", "json", 0),
+            "one of",
+        ),
+        ({"expect": {"headers": {"X": "*"}}}, ("expect", "headers", "X"), "not a regular expression"),
+        ({"max_body": "lots"}, ("max_body",), "max_body: not a size"),
+        ({"max_body": "2GiB"}, ("max_body",), "max_body: from 1 byte to 1GiB"),
+        # The env forms (HTTP_EXPECT_BODY, HTTP_EXPECT_JSON): one key, the message says which condition.
+        ({"expect.body": "("}, ("expect.body",), "not a regular expression"),
+        (
+            {"expect.json": '[{"path": "$.a"}, {"path": "x"}]'},
+            ("expect.json",),
+            "condition 2 path: a JSONPath",
+        ),
+        ({"expect.json": "[1"}, ("expect.json",), "not JSON or YAML"),
     ],
 )
-def test_bad_expectations_are_configuration_errors(block: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=r"e\.g\.") as caught:
+def test_bad_expectations_are_configuration_errors(
+    block: dict[str, Any], key: tuple[str | int, ...], message: str
+) -> None:
+    with pytest.raises(BadValue, match=r"e\.g\.") as caught:
         parse(block)
+    assert caught.value.key == key
     assert message in str(caught.value)
 
 

@@ -6,9 +6,12 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from portpatrol.checks import NotReady
 from portpatrol.checks.http import HttpCheck
@@ -41,7 +44,15 @@ class Recorder:
                     if not chunk:
                         break
                     head += chunk
-                self.heads.append(head)
+                head, _, body = head.partition(b"\r\n\r\n")
+                length = [
+                    int(line[15:])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ]
+                while length and len(body) < length[0] and (chunk := conn.recv(4096)):
+                    body += chunk
+                self.heads.append(head + b"\r\n\r\n" + body)
                 conn.sendall(self.reply)
 
 
@@ -90,9 +101,9 @@ def test_left_to_httpx(url: str) -> None:
     assert not suits(spec(url))
 
 
-def test_only_get_and_head_without_proxy() -> None:
+def test_any_method_without_proxy() -> None:
     assert suits(spec("http://db/", method="HEAD"))
-    assert not suits(spec("http://db/", method="POST"))
+    assert suits(spec("http://db/", method="POST", body=b'{"probe": true}'))
     assert not suits(spec("http://db/", proxy="http://proxy:3128"))
     assert not suits(spec("http://db/", headers=(("X-Name", "Zoë"),)))
 
@@ -106,6 +117,10 @@ def test_only_get_and_head_without_proxy() -> None:
         {"headers": (("Accept", "text/plain"), ("Authorization", "Bearer t"))},
         {"headers": (("User-Agent", "kube-probe/1.30"),)},
         {"headers": (("X-B", "2"), ("host", "a.test"), ("Connection", "close"))},
+        {"method": "POST"},
+        {"method": "POST", "body": b'{"probe": true}'},
+        {"method": "PUT", "body": b"x", "headers": (("Content-Type", "text/plain"),)},
+        {"method": "OPTIONS"},
     ],
 )
 def test_same_request_as_httpx(ok: Recorder, kwargs: dict[str, object]) -> None:
@@ -158,3 +173,80 @@ def test_build_picks_it_and_httpx_is_not_imported(ok: Recorder) -> None:
         "assert 'httpx' not in sys.modules and 'ssl' not in sys.modules, sorted(sys.modules)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+
+
+# --------------------------------------------------------------------------- a body's bytes, arbitrary
+
+
+def read_answer(data: bytes, expect: dict[str, object]) -> str:
+    """The plain check's reading of an answer (head, framing, body, judging) from `data` sent whole
+    by a peer that then closes: "ready", a reason, or "handed over" (httpx judges those)."""
+    from portpatrol.checks.plainhttp import Head, _Unusual, parse_head
+    from portpatrol.kinds import http
+
+    spec = http.parse("http://127.0.0.1/", {"expect": expect})
+    check = PlainHttpCheck(spec, 2.0)
+    ours, theirs = socket.socketpair()
+    try:
+        theirs.sendall(data[data.find(b"\r\n\r\n") + 4 :] if b"\r\n\r\n" in data else b"")
+        theirs.close()
+        head_bytes, _, _ = data.partition(b"\r\n\r\n")
+        try:
+            head: Head = parse_head(head_bytes)
+            check._judge(ours, head, b"", "GET", time.monotonic() + 2.0)
+        except _Unusual:
+            return "handed over"
+        except NotReady as error:
+            return str(error)
+        return "ready"
+    finally:
+        ours.close()
+
+
+EXPECTS: list[dict[str, object]] = [
+    {"json": [{"path": "$.status", "equals": "UP"}]},
+    {"body": "ok"},
+    {"headers": {"Content-Type": "json"}},
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=64),
+            st.sampled_from(
+                [
+                    b"HTTP/1.1 200 OK\r\n",
+                    b"Content-Length: 5\r\n",
+                    b"Content-Length: x\r\n",
+                    b"Transfer-Encoding: chunked\r\n",
+                    b"Content-Encoding: gzip\r\n",
+                    b"Content-Type: application/json; charset=latin-1\r\n",
+                    b"\r\n",
+                    b"5\r\nhello\r\n",
+                    b"0\r\n\r\n",
+                    b"fffffffffffffffff\r\n",
+                    b'{"status": "UP"}',
+                ]
+            ),
+        ),
+        max_size=10,
+    ),
+    st.sampled_from(EXPECTS),
+)
+def test_arbitrary_answers_give_only_a_verdict(pieces: list[bytes], expect: dict[str, object]) -> None:
+    outcome = read_answer(b"".join(pieces), expect)
+    assert isinstance(outcome, str)
+
+
+def test_chunked_and_sized_bodies_are_read() -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    up: dict[str, object] = {"json": [{"path": "$.status", "equals": "UP"}]}
+    assert read_answer(head + b"Content-Length: 16\r\n\r\n" + b'{"status": "UP"}', up) == "ready"
+    chunked = b'Transfer-Encoding: chunked\r\n\r\n6\r\n{"stat\r\nA\r\nus": "UP"}\r\n0\r\n\r\n'
+    assert read_answer(head + chunked, up) == "ready"
+    assert read_answer(head + b"\r\n" + b'{"status": "UP"}', up) == "ready"  # up to the close
+    short = read_answer(head + b"Content-Length: 99\r\n\r\n{}", up)
+    assert short == "server disconnected before the whole body was sent"
+    assert read_answer(head + b"Transfer-Encoding: gzip, chunked\r\n\r\n", up) == "handed over"

@@ -27,7 +27,8 @@ VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 # Keys that are required, or whose default is derived, so a fixed default would mislead.
 NO_DEFAULT = {"targets", "address", "name", "value", "command"}
 # Keys of kind blocks whose default is the address's part (user, password...) or the system's (CA).
-NO_DEFAULT |= {"user", "password", "token", "vhost", "ca_file"}
+NO_DEFAULT |= {"user", "password", "token", "vhost"}
+NO_DEFAULT |= {"path", "equals", "matches", "follow_redirects"}  # a JSON condition's; by the codes
 
 
 def test_the_package_ships_the_published_schema() -> None:
@@ -113,11 +114,27 @@ def test_there_are_config_examples() -> None:
     assert len(_config_examples()) >= 3
 
 
+@pytest.fixture(scope="module")
+def tls_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Real CA and client files for the examples that name TLS files (loaded at start: a missing
+    one is a configuration error), made with trustme in the folders their variables move."""
+    import trustme
+
+    folder = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(folder / "ca.crt"))
+    client = ca.issue_cert("client.test")
+    client.cert_chain_pems[0].write_to_path(str(folder / "client.crt"))
+    client.private_key_pem.write_to_path(str(folder / "client.key"))
+    ca_file = str(folder / "ca.crt")
+    return {"VAULT_CA_FILE": ca_file, "KUBE_CA_FILE": ca_file, "PAYMENTS_TLS": str(folder)}
+
+
 @pytest.mark.parametrize("path", _config_examples(), ids=lambda path: path.name)
-def test_every_example_validates_and_loads(path: Path) -> None:
+def test_every_example_validates_and_loads(path: Path, tls_env: dict[str, str]) -> None:
     document = yaml.safe_load(path.read_text())
     VALIDATOR.validate(document)
-    plan = loads(path.read_bytes(), str(path), EXAMPLE_ENV)
+    plan = loads(path.read_bytes(), str(path), EXAMPLE_ENV | tls_env)
     assert len(plan.targets) == len(document["targets"])
 
 

@@ -131,7 +131,7 @@ def test_check_types_any_case(text: str, kind: str) -> None:
     assert parse_check_type(text) == kind
 
 
-@pytest.mark.parametrize("text", ["udp", "grpc", "", "http2"])
+@pytest.mark.parametrize("text", ["udp", "quic", "", "http2"])
 def test_unknown_check_type(text: str) -> None:
     with pytest.raises(ValueError, match=re.escape(kinds.TYPE_HINT)):
         parse_check_type(text)
