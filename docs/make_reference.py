@@ -69,6 +69,9 @@ def render(schema: dict[str, Any]) -> str:
         _section("targets[].http", "targets[].http.", http, defs),
         _section("targets[].icmp", "targets[].icmp.", target["properties"]["icmp"], defs),
     ]
+    for name, block in target["properties"].items():  # every other kind's block, in the registry's order
+        if name not in ("http", "icmp") and block.get("type") == "object":
+            sections.append(_section(f"targets[].{name}", f"targets[].{name}.", block, defs))
     return "\n".join(sections).rstrip("\n") + "\n"
 
 

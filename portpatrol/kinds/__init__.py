@@ -80,6 +80,8 @@ KINDS: dict[str, tuple[str, ...]] = {
     "tcp": ("tcp",),
     "http": ("http", "https"),
     "icmp": ("icmp",),
+    "postgres": ("postgres", "postgresql"),
+    "mysql": ("mysql", "mariadb"),
 }
 _BY_SCHEME = {name: kind for kind, names in KINDS.items() for name in names}
 TYPES = tuple(_BY_SCHEME)  # every `type` value, in the registry's order
@@ -115,6 +117,7 @@ def _either(names: tuple[str, ...]) -> str:
 
 
 TYPE_HINT = f"not a check type (use {_either(TYPES)})"
+SCHEME_HINT = f"(use {_either(tuple(s + '://' for s in TYPES))})"  # after "unknown scheme ..."
 
 
 def parse_type(text: str) -> str:
@@ -132,7 +135,7 @@ def parse_address(text: str, check_type: str | None, type_key: str) -> Address:
     written = scheme(text)
     name = written and written.lower()
     if name is not None and name not in _BY_SCHEME:
-        raise ValueError(f"unknown scheme {quote(name)} (use {_either(tuple(s + '://' for s in TYPES))})")
+        raise ValueError(f"unknown scheme {quote(name)} {SCHEME_HINT}")
     if name and check_type and _BY_SCHEME[name] != _BY_SCHEME[check_type]:
         raise ValueError(
             f"the scheme {quote(name)} contradicts {type_key} {quote(check_type)} "

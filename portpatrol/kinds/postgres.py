@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from portpatrol import pgwire
-from portpatrol.errors import NotReady
+from portpatrol.address import Address, mask_userinfo
+from portpatrol.errors import BadValue, NotReady
+from portpatrol.model import Kind
 from portpatrol.wire import Wire, peer_text
 
 TYPE_CHECKING = False
@@ -30,21 +32,44 @@ _TEXT = {"type": "string", "minLength": 1}
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
-    "description": "PostgreSQL. Without user and password: ready when the server accepts clients "
-    "(as pg_isready). With them: ready when the login succeeds and the query, if any, is true.",
+    "default": {},
+    "examples": [{"user": "app", "password": "${DB_PASSWORD}", "sslmode": "require"}],
+    "description": "PostgreSQL (docs/databases.md). Without user and password: ready when the server "
+    "accepts clients (as pg_isready). With them: ready when the login succeeds and the query, if any, "
+    "is true. Each key wins over the same part of the address.",
     "properties": {
-        "user": {**_TEXT, "description": "Log in as this user (the address's user wins)."},
-        "password": {"type": "string", "description": "The user's password (the address's wins)."},
-        "database": {**_TEXT, "description": "The database to log in to (default: the user's name)."},
+        "user": {
+            **_TEXT,
+            "description": "Log in as this user (wins over the address's user).",
+            "examples": ["app"],
+        },
+        "password": {
+            "type": "string",
+            "description": "The user's password, a secret: `${VAR}` keeps it out of the file (wins over "
+            "the address's password). Without a user it logs in as postgres.",
+            "examples": ["${DB_PASSWORD}"],
+        },
+        "database": {
+            **_TEXT,
+            "description": "The database to log in to (default: the user's name).",
+            "examples": ["app"],
+        },
         "query": {
             **_TEXT,
             "description": "Run after login; ready when the first value of the first row is not "
             "NULL, false, 0 or empty. Needs a user.",
+            "examples": ["SELECT NOT pg_is_in_recovery()", "SELECT count(*) FROM schema_migrations"],
         },
-        "sslmode": {"enum": list(SSLMODES), "description": "As libpq's sslmode; default prefer."},
+        "sslmode": {
+            "enum": list(SSLMODES),
+            "description": "As libpq's sslmode.",
+            "default": "prefer",
+            "examples": ["require", "verify-full"],
+        },
         "sslrootcert": {
             **_TEXT,
             "description": "CA file that verifies the server (or 'system' for the system store).",
+            "examples": ["/etc/ssl/db-ca.pem", "system"],
         },
     },
 }
@@ -134,10 +159,10 @@ def _split_host(hostport: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def parse(address: str, block: Mapping[str, Any]) -> Settings:
-    """Address `[user[:password]@]host[:port][/dbname][?sslmode=...&sslrootcert=...]`; what the
-    address says wins over the block (which may come from PGUSER, PGPASSWORD... in the env)."""
-    scheme, sep, rest = address.partition("://")
+def _url(text: str) -> tuple[str, int, str, dict[str, str]]:
+    """Host, port, the user part as written, and what the URL gives: user, password, database and
+    parameters, percent-decoded. Raises ValueError for the first problem (never with the password)."""
+    scheme, sep, rest = text.partition("://")
     if not sep or scheme.lower() not in SCHEMES:
         raise ValueError(f"a postgres address starts with postgres:// or postgresql://, e.g. {EXAMPLE}")
     rest, _, params = rest.partition("?")
@@ -164,17 +189,43 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
             )
         if key not in IGNORED_PARAMETERS:
             given[key] = _decode(value, f"{key} parameter")
+    if given.get("sslmode", "prefer") not in SSLMODES:
+        raise ValueError(f"sslmode is one of {', '.join(SSLMODES)}, e.g. {EXAMPLE}")
+    if "\0" in "".join(given.values()):
+        raise ValueError(
+            f"the address holds a NUL character, which PostgreSQL does not allow, e.g. {EXAMPLE}"
+        )
+    return host, port, userinfo if at else "", given
+
+
+def address(scheme: str, rest: str) -> Address:
+    """The registry's hook: the address checked as parse() reads it, its password masked."""
+    text = f"{scheme}://{rest}"
+    host, port, userinfo, _ = _url(text)
+    display, hidden = mask_userinfo(userinfo, text)
+    return Address(Kind(NAME.upper()), host, port, text, display, hidden)
+
+
+def parse(address: str, block: Mapping[str, Any]) -> Settings:
+    """Address `[user[:password]@]host[:port][/dbname][?sslmode=...&sslrootcert=...]`; a key of the
+    block (from the config file, or from PGUSER, PGPASSWORD... in the env) wins over the same part
+    of the address, so a secret from a Secret or `${VAR}` replaces what a shared URL says."""
+    host, port, _, given = _url(address)
     # An empty value (PGPASSWORD= in an env file) means unset, as it does to libpq.
-    values = {key: str(value) for key, value in block.items() if value not in (None, "")} | given
+    block = {key: str(value) for key, value in block.items() if value not in (None, "")}
+    for key, value in block.items():
+        if "\0" in value:
+            raise BadValue((key,), "holds a NUL character, which PostgreSQL does not allow", quoted=False)
+    values = given | block
     sslmode = values.get("sslmode", "prefer")
     if sslmode not in SSLMODES:
-        raise ValueError(f"sslmode is one of {', '.join(SSLMODES)}, e.g. {EXAMPLE}")
+        raise BadValue(("sslmode",), f"not an sslmode (use {', '.join(SSLMODES)}), e.g. require")
     login = values.get("user")
     password = values.get("password")
     if login is None and password is not None:
         login = "postgres"  # a password alone logs in as the superuser, as the postgres image's does
     if values.get("query") and login is None:
-        raise ValueError(f"a query runs after a login: give a user, e.g. {EXAMPLE}")
+        raise BadValue(("query",), f"a query runs after a login: give a user, e.g. {EXAMPLE}", quoted=False)
     return Settings(
         host=host,
         port=port,

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from portpatrol import kinds
 from tests.peers import TcpListener, run_portpatrol
 
 # Every variable the original PortPatrol README documents.
@@ -124,7 +125,7 @@ def test_every_problem_at_once() -> None:
         ),
         (
             {"TARGET_ADDRESS": "db:5432", "TARGET_CHECK_TYPE": "udp"},
-            'portpatrol: TARGET_CHECK_TYPE="udp": not a check type (use tcp, http, https or icmp)',
+            f'portpatrol: TARGET_CHECK_TYPE="udp": {kinds.TYPE_HINT}',
         ),
     ],
 )

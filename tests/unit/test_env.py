@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from portpatrol import kinds
 from portpatrol.errors import ConfigError
 from portpatrol.kinds.http import HttpSpec
 from portpatrol.kinds.icmp import IcmpSpec
@@ -159,7 +160,7 @@ def test_all_problems_at_once_tcp() -> None:
             "SUCCESS_THRESHOLD": "0",
         }
     ) == [
-        'TARGET_CHECK_TYPE="udp": not a check type (use tcp, http, https or icmp)',
+        f'TARGET_CHECK_TYPE="udp": {kinds.TYPE_HINT}',
         'SUCCESS_THRESHOLD="0": not a whole number from 1 to 1000 (e.g. 3)',
         'CHECK_INTERVAL="5": not a duration (use a unit, e.g. 5s, 500ms, 1m30s)',
         'DIAL_TIMEOUT="-1s": not a duration (use a unit, e.g. 5s, 500ms, 1m30s)',
@@ -217,7 +218,7 @@ def test_icmp_read_timeout_problem() -> None:
         ),
         (
             {"TARGET_ADDRESS": "htp://x"},
-            'TARGET_ADDRESS="htp://x": unknown scheme "htp" (use tcp://, http://, https:// or icmp://)',
+            f'TARGET_ADDRESS="htp://x": unknown scheme "htp" {kinds.SCHEME_HINT}',
         ),
         (
             {"TARGET_ADDRESS": "db"},

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from portpatrol import kinds
 from portpatrol.errors import ConfigError
 from portpatrol.kinds.http import HttpSpec, StatusCodes
 from portpatrol.kinds.icmp import IcmpSpec
@@ -379,16 +380,16 @@ targets:
         "(use a unit, e.g. 5s, 500ms, 1m30s)",
         "pp.yaml:17: $.targets[3].http: only for HTTP targets, and this one is ICMP (from its address)",
         "pp.yaml:18: $.targets[4].name: must not be empty (leave it out to use the host of the address)",
-        'pp.yaml:19: $.targets[4].address="htp://x": unknown scheme "htp" (use tcp://, http://, https:// or icmp://)',
+        f'pp.yaml:19: $.targets[4].address="htp://x": unknown scheme "htp" {kinds.SCHEME_HINT}',
         # YAML 1.1 reads 1:30 as 90; the message shows what it read.
         "pp.yaml:21: $.targets[5].interval: 90 is a number, not a duration "
         "(use a unit, e.g. 90s, 500ms, 1m30s)",
         'pp.yaml:22:11: $.targets[5].when: "2024-01-01" is read as a date; quote it to mean text',
         "pp.yaml:22: $.targets[5].when: unknown key (expected one of name, address, type, interval, "
-        "dial_timeout, success_threshold, http, icmp)",
+        f"dial_timeout, success_threshold, http, icmp, {', '.join(list(kinds.KINDS)[3:])})",
         "pp.yaml:23: $.targets[6]: expected a mapping, got a number",
         "pp.yaml:24: $.targets[7]: address is required",
-        'pp.yaml:25: $.targets[8].type="TCP": not a check type (use tcp, http, https or icmp)',
+        f'pp.yaml:25: $.targets[8].type="TCP": {kinds.TYPE_HINT}',
         "pp.yaml:25: $.targets[8].success_threshold: not a whole number from 1 to 1000 (e.g. 3), "
         "got a boolean",
     ]

@@ -50,9 +50,12 @@ def test_ipv6_a_raw_at_in_the_password_and_ignored_libpq_parameters() -> None:
     assert (got.host, got.port, got.user, got.password, got.database) == ("::1", 5433, "u", "a@b", None)
 
 
-def test_the_address_wins_over_the_block_and_empty_values_are_unset() -> None:
+def test_the_block_wins_over_the_address_and_empty_values_are_unset() -> None:
+    """One rule for every kind: a key of the block (YAML or env) overrides that part of the URL."""
     block = {"user": "env_user", "password": "env_pw", "database": "env_db", "sslmode": "require"}
-    got = postgres.parse("postgres://url_user@db/url_db?sslmode=disable", block)
+    got = postgres.parse("postgres://url_user:url_pw@db/url_db?sslmode=disable", block)
+    assert (got.user, got.password, got.database, got.sslmode) == ("env_user", "env_pw", "env_db", "require")
+    got = postgres.parse("postgres://url_user:url_pw@db/url_db?sslmode=disable", {"password": "env_pw"})
     assert (got.user, got.password, got.database, got.sslmode) == ("url_user", "env_pw", "url_db", "disable")
     got = postgres.parse("postgres://db", {"user": "", "password": "", "query": ""})
     assert (got.user, got.password, got.query) == (None, None, None)

@@ -26,6 +26,8 @@ SCHEMA: dict[str, Any] = json.loads(PUBLISHED.read_text(encoding="utf-8"))
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 # Keys that are required, or whose default is derived, so a fixed default would mislead.
 NO_DEFAULT = {"targets", "address", "name", "value"}
+# A kind's login and CA keys: unset means "no login" / "the system store", which no value says.
+NO_DEFAULT |= {"user", "password", "database", "query", "sslrootcert", "ca_file"}
 
 
 def test_the_package_ships_the_published_schema() -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from portpatrol import kinds
 from portpatrol.kinds import intended_kind, parse_address
 from portpatrol.kinds import parse_type as parse_check_type
 from portpatrol.kinds.http import StatusCodes, parse_headers, parse_method, parse_status_codes, select_proxy
@@ -130,7 +133,7 @@ def test_check_types_any_case(text: str, kind: str) -> None:
 
 @pytest.mark.parametrize("text", ["udp", "grpc", "", "http2"])
 def test_unknown_check_type(text: str) -> None:
-    with pytest.raises(ValueError, match="use tcp, http, https or icmp"):
+    with pytest.raises(ValueError, match=re.escape(kinds.TYPE_HINT)):
         parse_check_type(text)
 
 
