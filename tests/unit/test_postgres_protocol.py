@@ -126,7 +126,13 @@ def test_scram_sha_256_matches_rfc_7677() -> None:
         (b"r=nonce,s=QUJD,i=4096", "does not extend ours"),  # the server added nothing
         (b"r=nonceX,s=!!,i=4096", "not base64"),
         (b"r=nonceX,s=QUJD,i=0", "iteration count"),
-        (b"r=nonceX,s=QUJD,i=99999999999", "iteration count"),
+        (
+            b"r=nonceX,s=QUJD,i=99999999999",
+            "99,999,999,999 SCRAM iterations, over portpatrol's limit of 100,000",
+        ),
+        (b"r=nonceX,s=QUJD,i=100001", "over portpatrol's limit"),
+        (b"r=nonceX,s=QUJD,i=" + b"9" * 5000, "not a positive number"),  # int() would refuse 4300+ digits
+        (b"r=nonceX,s=QUJD,i=-5", "not a positive number"),
         (b"r=nonceX,s=QUJD,i=\xff", "not ASCII"),
         (b"garbage", "does not extend ours"),
     ],
