@@ -229,7 +229,8 @@ def address(scheme: str, rest: str) -> Address:
     """The registry's hook: the address checked as parse() reads it, its password masked."""
     text = f"{scheme}://{rest}"
     host, port, userinfo, _ = _url(text)
-    display, hidden = mask_userinfo(userinfo, text)
+    # `user@` names a user, not a token: only a password is masked (mask_userinfo would hide both)
+    display, hidden = mask_userinfo(userinfo, text) if ":" in userinfo else (text, frozenset[str]())
     return Address(Kind(NAME.upper()), host, port, text, display, hidden)
 
 
@@ -273,7 +274,7 @@ def describe(settings: Settings) -> str:
     parts = [f"{host}:{settings.port}"]
     if settings.database:
         parts.append(f"database={peer_text(settings.database, 80)}")
-    parts.append(f"login={'yes' if settings.user else 'no'}")
+    parts.append(f"login=yes user={peer_text(settings.user, 80)}" if settings.user else "login=no")
     parts.append(f"tls={settings.ssl_mode}")
     parts.append(f"query={'yes' if settings.query else 'no'}")
     return " ".join(parts)

@@ -202,7 +202,8 @@ def address(scheme: str, rest: str) -> Address:
     """The registry's hook: the address checked as parse() reads it, its password masked."""
     text = f"{scheme}://{rest}"
     host, port, userinfo, _ = _url(text)
-    display, hidden = mask_userinfo(userinfo, text)
+    # `user@` names a user, not a token: only a password is masked (mask_userinfo would hide both)
+    display, hidden = mask_userinfo(userinfo, text) if ":" in userinfo else (text, frozenset[str]())
     return Address(Kind(NAME.upper()), host, port, text, display, hidden)
 
 
@@ -253,8 +254,7 @@ def describe(settings: Settings) -> str:
     words.append(f"tls={settings.sslmode}")
     if settings.sslrootcert:
         words.append(f"sslrootcert={settings.sslrootcert}")
-    if settings.query:
-        words.append("query=yes")
+    words.append(f"query={'yes' if settings.query else 'no'}")
     return " ".join(words)
 
 

@@ -97,7 +97,7 @@ def test_the_plan_line_and_repr_never_show_the_password() -> None:
     assert postgres.describe(got) == "[::1]:5432 database=app login=yes user=app tls=verify-full query=yes"
     assert SECRET not in repr(got)
     assert postgres.secrets(got) == {SECRET}
-    assert postgres.describe(postgres.parse("postgres://db", {})) == "db:5432 login=no tls=prefer"
+    assert postgres.describe(postgres.parse("postgres://db", {})) == "db:5432 login=no tls=prefer query=no"
 
 
 # --------------------------------------------------------------------------- SCRAM and SASLprep
