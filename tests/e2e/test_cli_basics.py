@@ -113,7 +113,7 @@ def test_every_problem_at_once() -> None:
         ),
         (
             {"TARGET_ADDRESS": "htp://x"},
-            'portpatrol: TARGET_ADDRESS="htp://x": unknown scheme "htp" (use tcp://, http://, https:// or icmp://)',
+            f'portpatrol: TARGET_ADDRESS="htp://x": unknown scheme "htp" {kinds.SCHEME_HINT}',
         ),
         (
             {"TARGET_ADDRESS": "http://:8080"},
