@@ -7,21 +7,20 @@ the authentication exchange (trust, cleartext, md5, SCRAM-SHA-256), one simple Q
 
 from __future__ import annotations
 
-import socket
 import struct
-from dataclasses import dataclass, field
-from typing import Any
 
 from portpatrol import pgwire
 from portpatrol.address import Address, mask_userinfo
 from portpatrol.errors import BadValue, NotReady
-from portpatrol.model import Kind
+from portpatrol.model import Kind, Record, set_fields
 from portpatrol.wire import Wire, peer_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     import ssl
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
 
 NAME = "postgres"
@@ -92,16 +91,43 @@ PROTOCOL_3_0 = 196608
 CANNOT_CONNECT_NOW = "57P03"  # starting up, shutting down, in recovery, hot standby off
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(Record):
+    """A record, not a dataclass: `import dataclasses` costs more than the rest of a postgres
+    wait's start-up (docs/performance.md). The password is never in its repr."""
+
+    __slots__ = ("host", "port", "user", "password", "database", "query", "sslmode", "sslrootcert")  # noqa: RUF023
+    _unshown = ("password",)
     host: str
     port: int
-    user: str | None = None  # None: no login, only the server's answer to a startup (as pg_isready)
-    password: str | None = field(default=None, repr=False)
-    database: str | None = None
-    query: str | None = None
-    sslmode: str = "prefer"
-    sslrootcert: str | None = None
+    user: str | None  # None: no login, only the server's answer to a startup (as pg_isready)
+    password: str | None
+    database: str | None
+    query: str | None
+    sslmode: str
+    sslrootcert: str | None
+
+    def __init__(  # noqa: PLR0917 (the record's fields)
+        self,
+        host: str,
+        port: int,
+        user: str | None = None,
+        password: str | None = None,
+        database: str | None = None,
+        query: str | None = None,
+        sslmode: str = "prefer",
+        sslrootcert: str | None = None,
+    ) -> None:
+        set_fields(
+            self,
+            host=host,
+            port=port,
+            user=user,
+            password=password,
+            database=database,
+            query=query,
+            sslmode=sslmode,
+            sslrootcert=sslrootcert,
+        )
 
     @property
     def login(self) -> bool:
@@ -262,10 +288,23 @@ def describe(settings: Settings) -> str:
 
 
 def attempt(settings: Settings, deadline: float, bound: float) -> None:
+    import _socket
+
     from portpatrol.checks.net import connect
 
-    tls = None if settings.sslmode == "disable" else _tls_context(settings.sslmode, settings.sslrootcert)
-    wire = Wire(connect(settings.host, settings.port, deadline, bound, socket.socket), deadline, bound)
+    # prefer without a login has nothing to protect, and the server's answer to a startup message
+    # is the same with TLS or without (a hostssl-only server refuses with 28000: up, as pg_isready
+    # says): no TLS then, which also keeps ssl out of the start-up of the commonest wait.
+    plain = settings.sslmode == "disable" or (settings.sslmode == "prefer" and not settings.login)
+    tls = None if plain else lambda: _tls_context(settings.sslmode, settings.sslrootcert)
+    # _socket.socket unless TLS may follow (ssl wraps only socket.socket): `socket` costs ~10 ms
+    # Wire uses only what both have, except start_tls, which is never reached without `tls`.
+    make: type[socket.socket] = _socket.socket  # type: ignore[assignment]
+    if tls is not None:
+        import socket
+
+        make = socket.socket
+    wire = Wire(connect(settings.host, settings.port, deadline, bound, make), deadline, bound)
     try:
         converse(wire, settings, tls)
     finally:
@@ -294,8 +333,11 @@ def _tls_context(sslmode: str, sslrootcert: str | None) -> ssl.SSLContext:
     return _contexts[key]
 
 
-def converse(wire: Wire, settings: Settings, tls: ssl.SSLContext | None) -> None:
-    """The whole conversation: returns when ready, raises NotReady otherwise."""
+def converse(
+    wire: Wire, settings: Settings, tls: ssl.SSLContext | Callable[[], ssl.SSLContext] | None
+) -> None:
+    """The whole conversation: returns when ready, raises NotReady otherwise. `tls` (or the function
+    that makes it, called only when the server agrees to TLS) None: no SSLRequest."""
     if tls is not None:
         _negotiate_tls(wire, settings, tls)
     params = [("user", settings.user or "postgres"), ("application_name", "portpatrol")]
@@ -321,11 +363,13 @@ def converse(wire: Wire, settings: Settings, tls: ssl.SSLContext | None) -> None
     pgwire.send(wire, b"X", b"")  # Terminate, so the server logs a clean end, not a lost connection
 
 
-def _negotiate_tls(wire: Wire, settings: Settings, tls: ssl.SSLContext) -> None:
+def _negotiate_tls(
+    wire: Wire, settings: Settings, tls: ssl.SSLContext | Callable[[], ssl.SSLContext]
+) -> None:
     wire.send(SSL_REQUEST)
     answer = wire.exact(1, "TLS negotiation")
     if answer == b"S":
-        wire.start_tls(tls, settings.host)
+        wire.start_tls(tls if not callable(tls) else tls(), settings.host)
     elif answer == b"N":
         if settings.sslmode != "prefer":
             raise NotReady(f"the server does not accept TLS (sslmode={settings.sslmode})")
