@@ -609,10 +609,14 @@ def windows(
 
 
 def import_profile(tools: Tools, settings: Settings) -> dict[str, list[tuple[str, float]]]:
-    """The ten slowest imports (cumulative, ms) of a TCP and an HTTP start, from -X importtime."""
+    """The ten slowest imports (cumulative, ms) of a TCP, an HTTP and a postgres start, from -X importtime."""
     out = {}
     with Server("listen", "1", "--accept") as tcp, Server("http", "200") as web, Server("postgres") as pg:
-        for kind, address in (("tcp", tcp.info["targets"][0]), ("http", web.info["url"])):
+        for kind, address in (
+            ("tcp", tcp.info["targets"][0]),
+            ("http", web.info["url"]),
+            ("postgres", pg.info["url"]),
+        ):
             runs: dict[str, list[float]] = {}
             for _ in range(3 if settings.quick else 7):
                 done = subprocess.run(
