@@ -103,6 +103,11 @@ def _config_examples() -> list[Path]:
 
 
 EXAMPLE_ENV = {"API_TOKEN": "tok-9f8e7d6c", "RABBITMQ_PASSWORD": "rabbit-pw-123"}
+EXAMPLE_ENV |= {
+    "ORDERS_DB_PASSWORD": "orders-pw-1",
+    "MONITOR_PASSWORD": "mon-pw-2",
+    "SHOP_DB_PASSWORD": "shop-pw-3",
+}
 
 
 def test_there_are_config_examples() -> None:
