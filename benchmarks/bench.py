@@ -194,7 +194,7 @@ def cold_start(tools: Tools, settings: Settings) -> dict[str, Any]:
     ratios to `python -c pass` come from the same minutes of this noisy machine."""
     floor = ("python -c pass", [tools.python, "-c", "pass"])
     out: dict[str, Any] = {}
-    with Server("listen", "1", "--accept") as tcp, Server("http", "200") as web:
+    with Server("listen", "1", "--accept") as tcp, Server("http", "200") as web, Server("postgres") as pg:
         address = tcp.info["targets"][0]
         url = web.info["url"]
         # A name instead of an IP address: the lookup runs in a thread (checks/net.py). env(1) sets
@@ -218,6 +218,9 @@ def cold_start(tools: Tools, settings: Settings) -> dict[str, Any]:
                 ("wait-on (npm)", [tools.wait_on, "-t", "5000", url.replace("http:", "http-get:")])
             )
         out["http"] = hyperfine(commands, {"TARGET_ADDRESS": url}, settings, "http")
+        # Issue 12: one protocol target from env (a minimal server that asks for a password: up).
+        commands = [floor, ("portpatrol", [tools.portpatrol])]
+        out["postgres"] = hyperfine(commands, {"TARGET_ADDRESS": pg.info["url"]}, settings, "postgres")
         # Issue 10: a config file of one target, and validate of a file of three (TCP, HTTP, ICMP).
         one = settings.workdir / "one.yaml"
         one.write_text(f"targets: [{{address: '{address}'}}]\n")
@@ -671,10 +674,14 @@ def windows(
 
 
 def import_profile(tools: Tools, settings: Settings) -> dict[str, list[tuple[str, float]]]:
-    """The ten slowest imports (cumulative, ms) of a TCP and an HTTP start, from -X importtime."""
+    """The ten slowest imports (cumulative, ms) of a TCP, an HTTP and a postgres start, from -X importtime."""
     out = {}
-    with Server("listen", "1", "--accept") as tcp, Server("http", "200") as web:
-        for kind, address in (("tcp", tcp.info["targets"][0]), ("http", web.info["url"])):
+    with Server("listen", "1", "--accept") as tcp, Server("http", "200") as web, Server("postgres") as pg:
+        for kind, address in (
+            ("tcp", tcp.info["targets"][0]),
+            ("http", web.info["url"]),
+            ("postgres", pg.info["url"]),
+        ):
             runs: dict[str, list[float]] = {}
             for _ in range(3 if settings.quick else 7):
                 done = subprocess.run(
@@ -824,10 +831,11 @@ def verdicts(results: dict[str, Any]) -> list[list[str]]:
         ("tcp", "portpatrol"): ("TCP target up, from env", 2.0),
         ("http", "portpatrol"): ("HTTP target up, from env", 4.0),
         ("redis", "portpatrol"): ("Redis target up (PING gets PONG), from env", 2.5),
+        ("postgres", "portpatrol"): ("PostgreSQL target up, from env", 2.5),
         ("file", "portpatrol --config (1 target)"): ("a one-target config file", 5.0),
         ("file", "portpatrol validate --config (3 targets)"): ("validate of a 3-target file", 5.0),
     }
-    for kind in ("tcp", "http", "redis", "file"):
+    for kind in ("tcp", "http", "redis", "postgres", "file"):
         for row in results.get("start", {}).get(kind, []):
             if (kind, row["name"]) in budgets:
                 what, bound = budgets[kind, row["name"]]
@@ -892,6 +900,7 @@ def markdown(results: dict[str, Any], command: str) -> str:
         ("tcp", "TCP target already up (target ≤ 2.0× floor)"),
         ("http", "HTTP target already up (target ≤ 4.0× floor)"),
         ("redis", "Redis target already up (target ≤ 2.5× floor)"),
+        ("postgres", "PostgreSQL target up, no login (target ≤ 2.5× floor)"),
         ("file", "config files (targets ≤ 5.0× floor)"),
     ):
         if kind not in results.get("start", {}):

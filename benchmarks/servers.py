@@ -11,6 +11,10 @@ then serves until SIGTERM.
       One http.server.ThreadingHTTPServer on 127.0.0.1 answering every GET/HEAD with STATUS.
   servers.py closed N
       N ports on 127.0.0.1 that nothing listens on (bound, then closed): connects are refused.
+  servers.py postgres
+      A minimal PostgreSQL server on 127.0.0.1: it answers an SSLRequest with N (no TLS) and a
+      startup message with AuthenticationCleartextPassword, which is what a server that is up says
+      to a client without credentials (what pg_isready and portpatrol's postgres kind wait for).
 """
 
 from __future__ import annotations
@@ -119,6 +123,37 @@ def closed(count: int) -> None:
     print(json.dumps({"targets": [f"127.0.0.1:{port}" for port in ports]}), flush=True)
 
 
+def _postgres_client(conn: socket.socket) -> None:
+    with conn:
+        conn.settimeout(5)
+        with contextlib.suppress(OSError):
+            while True:
+                head = conn.recv(8, socket.MSG_WAITALL)
+                if len(head) < 8:
+                    return
+                length, code = int.from_bytes(head[:4], "big"), int.from_bytes(head[4:], "big")
+                if length > 8:
+                    conn.recv(length - 8, socket.MSG_WAITALL)
+                if code == 80877103:  # SSLRequest
+                    conn.sendall(b"N")
+                    continue
+                conn.sendall(b"R\0\0\0\x08\0\0\0\x03")  # asks for a password: the server is up
+                return
+
+
+def postgres() -> None:
+    import threading
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    print(json.dumps({"url": f"postgres://127.0.0.1:{sock.getsockname()[1]}"}), flush=True)
+    with contextlib.suppress(Stop):
+        while True:
+            conn, _ = sock.accept()
+            threading.Thread(target=_postgres_client, args=(conn,), daemon=True).start()
+
+
 def main(argv: list[str]) -> None:
     signal.signal(signal.SIGTERM, _stop)
     mode = argv[0]
@@ -129,6 +164,8 @@ def main(argv: list[str]) -> None:
         http(int(argv[1]))
     elif mode == "closed":
         closed(int(argv[1]))
+    elif mode == "postgres":
+        postgres()
     else:
         raise SystemExit(f"unknown mode {mode}")
 

@@ -127,7 +127,7 @@ def _scram_answer(wire: Wire, client: scram.Client, server_first: bytes) -> byte
     from portpatrol import scram
 
     try:
-        final, expected = client.final(server_first)
+        final, expected = client.final(server_first, wire.deadline)
     except scram.ScramError as error:
         raise NotReady(peer_text(str(error))) from None
     send(wire, b"p", final)

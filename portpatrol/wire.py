@@ -5,7 +5,6 @@ before it is trusted, and whatever the peer says is cut and escaped before it be
 
 from __future__ import annotations
 
-import socket
 import time
 
 from portpatrol.checks import timed_out
@@ -14,6 +13,7 @@ from portpatrol.text import cut, printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket  # only a type here: `socket` costs ~10 ms of start-up (enum, selectors)
     import ssl
 
 PEER_TEXT = 200  # characters of a peer's own words shown in a reason

@@ -98,6 +98,8 @@ KINDS: dict[str, tuple[str, ...]] = {
     "memcached": ("memcached",),
     "amqp": ("amqp", "amqps"),
     "grpc": ("grpc", "grpcs"),
+    "postgres": ("postgres", "postgresql"),
+    "mysql": ("mysql", "mariadb"),
 }
 _BY_SCHEME = {name: kind for kind, names in KINDS.items() for name in (kind, *names)}
 TYPES = tuple(_BY_SCHEME)  # every `type` value, in the registry's order

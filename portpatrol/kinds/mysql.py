@@ -42,13 +42,15 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 
-from portpatrol.errors import NotReady
+from portpatrol.address import Address, mask_userinfo
+from portpatrol.errors import BadValue, NotReady
+from portpatrol.model import Kind
 from portpatrol.wire import Wire, peer_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~2 ms of start-up; only mypy needs these names
     import ssl
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from typing import Any
 
 NAME = "mysql"
@@ -58,13 +60,48 @@ SSL_MODES = ("DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
+    "default": {},
+    "examples": [{"user": "app", "password": "${DB_PASSWORD}", "database": "appdb"}],
+    "description": "MySQL and MariaDB (docs/databases.md). Without a user: ready when the server sends "
+    "its greeting (as mysqladmin ping). With one: ready when the login succeeds and the query, if any, "
+    "is true. Each key wins over the same part of the address.",
     "properties": {
-        "user": {"type": "string", "minLength": 1},
-        "password": {"type": "string"},
-        "database": {"type": "string", "minLength": 1},
-        "query": {"type": "string", "minLength": 1},
-        "ssl_mode": {"enum": [*SSL_MODES, *(mode.lower() for mode in SSL_MODES)]},
-        "ca_file": {"type": "string", "minLength": 1},
+        "user": {
+            "type": "string",
+            "minLength": 1,
+            "description": "Log in as this user.",
+            "examples": ["app"],
+        },
+        "password": {
+            "type": "string",
+            "description": "The user's password, a secret: `${VAR}` keeps it out of the file. Needs a user.",
+            "examples": ["${DB_PASSWORD}"],
+        },
+        "database": {
+            "type": "string",
+            "minLength": 1,
+            "description": "The database to log in to.",
+            "examples": ["appdb"],
+        },
+        "query": {
+            "type": "string",
+            "minLength": 1,
+            "description": "Run after login; ready when the first value of the first row is not NULL, "
+            "false, 0 or empty. Needs a user.",
+            "examples": ["SELECT COUNT(*) FROM flyway_schema_history"],
+        },
+        "ssl_mode": {
+            "enum": [*SSL_MODES, *(mode.lower() for mode in SSL_MODES)],
+            "description": "As the mysql client's --ssl-mode (upper or lower case).",
+            "default": "PREFERRED",
+            "examples": ["REQUIRED", "VERIFY_IDENTITY"],
+        },
+        "ca_file": {
+            "type": "string",
+            "default": "",
+            "description": "CA file that VERIFY_CA and VERIFY_IDENTITY trust instead of the system store.",
+            "examples": ["/etc/ssl/db-ca.pem"],
+        },
     },
 }
 ENV = {
@@ -133,8 +170,10 @@ def _host_port(hostport: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def parse(address: str, block: Mapping[str, Any]) -> Settings:
-    scheme, sep, rest = address.strip().partition("://")
+def _url(text: str) -> tuple[str, int, str, dict[str, str]]:
+    """Host, port, the user part as written, and what the URL gives (user, password, database,
+    ssl_mode, ca_file), decoded. Raises ValueError for the first problem (never with the password)."""
+    scheme, sep, rest = text.strip().partition("://")
     if not sep or scheme.lower() not in SCHEMES:
         raise ValueError(f"a MySQL address starts with mysql:// or mariadb:// {EXAMPLE}")
     rest, _, _fragment = rest.partition("#")
@@ -142,48 +181,87 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
     netloc, slash, path = rest.partition("/")
     userinfo, at, hostport = netloc.rpartition("@")
     host, port = _host_port(hostport)
-    user: str | None = None
-    password = ""
-    hidden: set[str] = set()
+    given: dict[str, str] = {}
     if at and userinfo:
         user_text, colon, password_text = userinfo.partition(":")
-        user = _decode(user_text, "user") or None
+        if user_text:
+            given["user"] = _decode(user_text, "user")
         if colon:
-            password = _decode(password_text, "password")
-            hidden |= {password_text, password}
-    database = _decode(path, "database") if slash and path else None
-    options = {"ssl-mode": "", "ssl-ca": ""}
+            given["password"] = _decode(password_text, "password")
+    if slash and path:
+        given["database"] = _decode(path, "database")
+    names = {"ssl-mode": "ssl_mode", "ssl-ca": "ca_file"}
     for pair in query_text.split("&") if query_text else ():
         name, _, value = pair.partition("=")
-        if name not in options:
-            raise ValueError(f"unknown option {name!r} in the address (use ssl-mode or ssl-ca) {EXAMPLE}")
-        options[name] = _decode(value, name)
-    user = block.get("user") or user
-    if "password" in block:
-        password = block["password"]
-        hidden.add(password)
-    database = block.get("database") or database
-    mode = (block.get("ssl_mode") or options["ssl-mode"] or "PREFERRED").upper()
-    if mode not in SSL_MODES:
+        if name not in names:
+            raise ValueError(
+                f"unknown option {peer_text(name, 40)!r} in the address (use ssl-mode or ssl-ca) {EXAMPLE}"
+            )
+        given[names[name]] = _decode(value, name)
+    if given.get("ssl_mode", "PREFERRED").upper() not in SSL_MODES:
         raise ValueError(f"ssl-mode must be one of {', '.join(SSL_MODES)} {EXAMPLE}")
-    ca_file = block.get("ca_file") or options["ssl-ca"] or None
-    if ca_file and mode not in ("VERIFY_CA", "VERIFY_IDENTITY"):
+    if given.get("ca_file") and given.get("ssl_mode", "").upper() not in ("VERIFY_CA", "VERIFY_IDENTITY"):
         raise ValueError(
-            "a CA file is only used to verify: set ssl-mode to VERIFY_CA or VERIFY_IDENTITY "
-            "(e.g. mysql://db?ssl-mode=VERIFY_CA&ssl-ca=/etc/ssl/db-ca.pem)"
+            f"{_CA_ONLY_TO_VERIFY} (e.g. mysql://db?ssl-mode=VERIFY_CA&ssl-ca=/etc/ssl/db-ca.pem)"
         )
-    if ca_file:
-        try:  # once here, so that a missing or bad file is a configuration error, not a retry
-            tls_context(mode, ca_file)
-        except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
-            raise ValueError(f"the CA file {ca_file!r} cannot be used: {error}") from None
-    if "\0" in f"{user}{database}{password}":  # the protocol ends these strings with a NUL
+    if given.get("ca_file"):
+        _load_ca(given["ssl_mode"].upper(), given["ca_file"], ValueError)
+    if "\0" in "".join(given.values()):  # the protocol ends these strings with a NUL
         raise ValueError(f"the user, password and database cannot hold a NUL character {EXAMPLE}")
-    if password and not user:
+    if given.get("password") and not given.get("user"):
         raise ValueError(f"a password needs a user {EXAMPLE}")
-    query = block.get("query") or None
+    return host, port, userinfo if at else "", given
+
+
+_CA_ONLY_TO_VERIFY = "a CA file is only used to verify: set ssl-mode to VERIFY_CA or VERIFY_IDENTITY"
+
+
+def _load_ca(mode: str, ca_file: str, error: Callable[[str], ValueError]) -> None:
+    """Loaded once while reading the settings, so that a missing or bad file is a configuration
+    error (exit 2), not a retry."""
+    try:
+        tls_context(mode, ca_file)
+    except (OSError, ValueError) as failure:  # ssl.SSLError is an OSError
+        raise error(f"the CA file {ca_file!r} cannot be used: {peer_text(str(failure))} {EXAMPLE}") from None
+
+
+def address(scheme: str, rest: str) -> Address:
+    """The registry's hook: the address checked as parse() reads it, its password masked."""
+    text = f"{scheme}://{rest}"
+    host, port, userinfo, _ = _url(text)
+    # `user@` names a user, not a token: only a password is masked (mask_userinfo would hide both)
+    display, hidden = mask_userinfo(userinfo, text) if ":" in userinfo else (text, frozenset[str]())
+    return Address(Kind(NAME.upper()), host, port, text, display, hidden)
+
+
+def parse(address: str, block: Mapping[str, Any]) -> Settings:
+    """The address, then the block (`mysql:` in a config file, or MYSQL_PWD... in the env): a key of
+    the block wins over the same part of the address."""
+    host, port, userinfo, given = _url(address)
+    hidden = {userinfo.partition(":")[2], given.get("password", "")}
+    values = given | {key: value for key, value in block.items() if key == "password" or value}
+    for key in ("user", "password", "database"):
+        if "\0" in values.get(key, ""):
+            raise BadValue(
+                (key,), f"cannot hold a NUL character (the protocol ends it with one) {EXAMPLE}", quoted=False
+            )
+    mode = values.get("ssl_mode", "PREFERRED").upper()
+    if mode not in SSL_MODES:
+        raise BadValue(("ssl_mode",), f"not an ssl-mode (use {', '.join(SSL_MODES)}), e.g. REQUIRED")
+    ca_file = values.get("ca_file") or None
+    if ca_file and mode not in ("VERIFY_CA", "VERIFY_IDENTITY"):
+        raise BadValue(("ca_file",), f"{_CA_ONLY_TO_VERIFY}, e.g. ssl_mode: VERIFY_CA")
+    if ca_file and "ca_file" in block:  # the address's was loaded by _url()
+        _load_ca(mode, ca_file, lambda message: BadValue(("ca_file",), message))
+    user = values.get("user") or None
+    password = values.get("password", "")
+    hidden.add(password)
+    if password and not user:
+        raise BadValue(("password",), f"a password needs a user {EXAMPLE}", quoted=False)
+    query = values.get("query") or None
     if query is not None and not user:
-        raise ValueError(f"a query runs after a login: give a user {EXAMPLE}")
+        raise BadValue(("query",), f"a query runs after a login: give a user {EXAMPLE}", quoted=False)
+    database = values.get("database") or None
     return Settings(host, port, user, password, database, query, mode, ca_file, frozenset(hidden - {""}))
 
 
@@ -196,7 +274,7 @@ def describe(settings: Settings) -> str:
     parts = [f"{host}:{settings.port}"]
     if settings.database:
         parts.append(f"database={peer_text(settings.database, 80)}")
-    parts.append(f"login={'yes' if settings.user else 'no'}")
+    parts.append(f"login=yes user={peer_text(settings.user, 80)}" if settings.user else "login=no")
     parts.append(f"tls={settings.ssl_mode}")
     parts.append(f"query={'yes' if settings.query else 'no'}")
     return " ".join(parts)

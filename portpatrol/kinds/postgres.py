@@ -7,19 +7,20 @@ the authentication exchange (trust, cleartext, md5, SCRAM-SHA-256), one simple Q
 
 from __future__ import annotations
 
-import socket
 import struct
-from dataclasses import dataclass, field
-from typing import Any
 
 from portpatrol import pgwire
-from portpatrol.errors import NotReady
+from portpatrol.address import Address, mask_userinfo
+from portpatrol.errors import BadValue, NotReady
+from portpatrol.model import Kind, Record, set_fields
 from portpatrol.wire import Wire, peer_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     import ssl
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
 
 NAME = "postgres"
@@ -30,21 +31,44 @@ _TEXT = {"type": "string", "minLength": 1}
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
-    "description": "PostgreSQL. Without user and password: ready when the server accepts clients "
-    "(as pg_isready). With them: ready when the login succeeds and the query, if any, is true.",
+    "default": {},
+    "examples": [{"user": "app", "password": "${DB_PASSWORD}", "sslmode": "require"}],
+    "description": "PostgreSQL (docs/databases.md). Without user and password: ready when the server "
+    "accepts clients (as pg_isready). With them: ready when the login succeeds and the query, if any, "
+    "is true. Each key wins over the same part of the address.",
     "properties": {
-        "user": {**_TEXT, "description": "Log in as this user (the address's user wins)."},
-        "password": {"type": "string", "description": "The user's password (the address's wins)."},
-        "database": {**_TEXT, "description": "The database to log in to (default: the user's name)."},
+        "user": {
+            **_TEXT,
+            "description": "Log in as this user (wins over the address's user).",
+            "examples": ["app"],
+        },
+        "password": {
+            "type": "string",
+            "description": "The user's password, a secret: `${VAR}` keeps it out of the file (wins over "
+            "the address's password). Without a user it logs in as postgres.",
+            "examples": ["${DB_PASSWORD}"],
+        },
+        "database": {
+            **_TEXT,
+            "description": "The database to log in to (default: the user's name).",
+            "examples": ["app"],
+        },
         "query": {
             **_TEXT,
             "description": "Run after login; ready when the first value of the first row is not "
             "NULL, false, 0 or empty. Needs a user.",
+            "examples": ["SELECT NOT pg_is_in_recovery()", "SELECT count(*) FROM schema_migrations"],
         },
-        "sslmode": {"enum": list(SSLMODES), "description": "As libpq's sslmode; default prefer."},
+        "sslmode": {
+            "enum": list(SSLMODES),
+            "description": "As libpq's sslmode.",
+            "default": "prefer",
+            "examples": ["require", "verify-full"],
+        },
         "sslrootcert": {
             **_TEXT,
             "description": "CA file that verifies the server (or 'system' for the system store).",
+            "examples": ["/etc/ssl/db-ca.pem", "system"],
         },
     },
 }
@@ -67,16 +91,43 @@ PROTOCOL_3_0 = 196608
 CANNOT_CONNECT_NOW = "57P03"  # starting up, shutting down, in recovery, hot standby off
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(Record):
+    """A record, not a dataclass: `import dataclasses` costs more than the rest of a postgres
+    wait's start-up (docs/performance.md). The password is never in its repr."""
+
+    __slots__ = ("host", "port", "user", "password", "database", "query", "sslmode", "sslrootcert")  # noqa: RUF023
+    _unshown = ("password",)
     host: str
     port: int
-    user: str | None = None  # None: no login, only the server's answer to a startup (as pg_isready)
-    password: str | None = field(default=None, repr=False)
-    database: str | None = None
-    query: str | None = None
-    sslmode: str = "prefer"
-    sslrootcert: str | None = None
+    user: str | None  # None: no login, only the server's answer to a startup (as pg_isready)
+    password: str | None
+    database: str | None
+    query: str | None
+    sslmode: str
+    sslrootcert: str | None
+
+    def __init__(  # noqa: PLR0917 (the record's fields)
+        self,
+        host: str,
+        port: int,
+        user: str | None = None,
+        password: str | None = None,
+        database: str | None = None,
+        query: str | None = None,
+        sslmode: str = "prefer",
+        sslrootcert: str | None = None,
+    ) -> None:
+        set_fields(
+            self,
+            host=host,
+            port=port,
+            user=user,
+            password=password,
+            database=database,
+            query=query,
+            sslmode=sslmode,
+            sslrootcert=sslrootcert,
+        )
 
     @property
     def login(self) -> bool:
@@ -134,10 +185,10 @@ def _split_host(hostport: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def parse(address: str, block: Mapping[str, Any]) -> Settings:
-    """Address `[user[:password]@]host[:port][/dbname][?sslmode=...&sslrootcert=...]`; what the
-    address says wins over the block (which may come from PGUSER, PGPASSWORD... in the env)."""
-    scheme, sep, rest = address.partition("://")
+def _url(text: str) -> tuple[str, int, str, dict[str, str]]:
+    """Host, port, the user part as written, and what the URL gives: user, password, database and
+    parameters, percent-decoded. Raises ValueError for the first problem (never with the password)."""
+    scheme, sep, rest = text.partition("://")
     if not sep or scheme.lower() not in SCHEMES:
         raise ValueError(f"a postgres address starts with postgres:// or postgresql://, e.g. {EXAMPLE}")
     rest, _, params = rest.partition("?")
@@ -164,17 +215,44 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
             )
         if key not in IGNORED_PARAMETERS:
             given[key] = _decode(value, f"{key} parameter")
+    if given.get("sslmode", "prefer") not in SSLMODES:
+        raise ValueError(f"sslmode is one of {', '.join(SSLMODES)}, e.g. {EXAMPLE}")
+    if "\0" in "".join(given.values()):
+        raise ValueError(
+            f"the address holds a NUL character, which PostgreSQL does not allow, e.g. {EXAMPLE}"
+        )
+    return host, port, userinfo if at else "", given
+
+
+def address(scheme: str, rest: str) -> Address:
+    """The registry's hook: the address checked as parse() reads it, its password masked."""
+    text = f"{scheme}://{rest}"
+    host, port, userinfo, _ = _url(text)
+    # `user@` names a user, not a token: only a password is masked (mask_userinfo would hide both)
+    display, hidden = mask_userinfo(userinfo, text) if ":" in userinfo else (text, frozenset[str]())
+    return Address(Kind(NAME.upper()), host, port, text, display, hidden)
+
+
+def parse(address: str, block: Mapping[str, Any]) -> Settings:
+    """Address `[user[:password]@]host[:port][/dbname][?sslmode=...&sslrootcert=...]`; a key of the
+    block (from the config file, or from PGUSER, PGPASSWORD... in the env) wins over the same part
+    of the address, so a secret from a Secret or `${VAR}` replaces what a shared URL says."""
+    host, port, _, given = _url(address)
     # An empty value (PGPASSWORD= in an env file) means unset, as it does to libpq.
-    values = {key: str(value) for key, value in block.items() if value not in (None, "")} | given
+    block = {key: str(value) for key, value in block.items() if value not in (None, "")}
+    for key, value in block.items():
+        if "\0" in value:
+            raise BadValue((key,), "holds a NUL character, which PostgreSQL does not allow", quoted=False)
+    values = given | block
     sslmode = values.get("sslmode", "prefer")
     if sslmode not in SSLMODES:
-        raise ValueError(f"sslmode is one of {', '.join(SSLMODES)}, e.g. {EXAMPLE}")
+        raise BadValue(("sslmode",), f"not an sslmode (use {', '.join(SSLMODES)}), e.g. require")
     login = values.get("user")
     password = values.get("password")
     if login is None and password is not None:
         login = "postgres"  # a password alone logs in as the superuser, as the postgres image's does
     if values.get("query") and login is None:
-        raise ValueError(f"a query runs after a login: give a user, e.g. {EXAMPLE}")
+        raise BadValue(("query",), f"a query runs after a login: give a user, e.g. {EXAMPLE}", quoted=False)
     return Settings(
         host=host,
         port=port,
@@ -202,8 +280,7 @@ def describe(settings: Settings) -> str:
     words.append(f"tls={settings.sslmode}")
     if settings.sslrootcert:
         words.append(f"sslrootcert={settings.sslrootcert}")
-    if settings.query:
-        words.append("query=yes")
+    words.append(f"query={'yes' if settings.query else 'no'}")
     return " ".join(words)
 
 
@@ -211,10 +288,23 @@ def describe(settings: Settings) -> str:
 
 
 def attempt(settings: Settings, deadline: float, bound: float) -> None:
+    import _socket
+
     from portpatrol.checks.net import connect
 
-    tls = None if settings.sslmode == "disable" else _tls_context(settings.sslmode, settings.sslrootcert)
-    wire = Wire(connect(settings.host, settings.port, deadline, bound, socket.socket), deadline, bound)
+    # prefer without a login has nothing to protect, and the server's answer to a startup message
+    # is the same with TLS or without (a hostssl-only server refuses with 28000: up, as pg_isready
+    # says): no TLS then, which also keeps ssl out of the start-up of the commonest wait.
+    plain = settings.sslmode == "disable" or (settings.sslmode == "prefer" and not settings.login)
+    tls = None if plain else lambda: _tls_context(settings.sslmode, settings.sslrootcert)
+    # _socket.socket unless TLS may follow (ssl wraps only socket.socket): `socket` costs ~10 ms
+    # Wire uses only what both have, except start_tls, which is never reached without `tls`.
+    make: type[socket.socket] = _socket.socket  # type: ignore[assignment]
+    if tls is not None:
+        import socket
+
+        make = socket.socket
+    wire = Wire(connect(settings.host, settings.port, deadline, bound, make), deadline, bound)
     try:
         converse(wire, settings, tls)
     finally:
@@ -243,8 +333,11 @@ def _tls_context(sslmode: str, sslrootcert: str | None) -> ssl.SSLContext:
     return _contexts[key]
 
 
-def converse(wire: Wire, settings: Settings, tls: ssl.SSLContext | None) -> None:
-    """The whole conversation: returns when ready, raises NotReady otherwise."""
+def converse(
+    wire: Wire, settings: Settings, tls: ssl.SSLContext | Callable[[], ssl.SSLContext] | None
+) -> None:
+    """The whole conversation: returns when ready, raises NotReady otherwise. `tls` (or the function
+    that makes it, called only when the server agrees to TLS) None: no SSLRequest."""
     if tls is not None:
         _negotiate_tls(wire, settings, tls)
     params = [("user", settings.user or "postgres"), ("application_name", "portpatrol")]
@@ -270,11 +363,13 @@ def converse(wire: Wire, settings: Settings, tls: ssl.SSLContext | None) -> None
     pgwire.send(wire, b"X", b"")  # Terminate, so the server logs a clean end, not a lost connection
 
 
-def _negotiate_tls(wire: Wire, settings: Settings, tls: ssl.SSLContext) -> None:
+def _negotiate_tls(
+    wire: Wire, settings: Settings, tls: ssl.SSLContext | Callable[[], ssl.SSLContext]
+) -> None:
     wire.send(SSL_REQUEST)
     answer = wire.exact(1, "TLS negotiation")
     if answer == b"S":
-        wire.start_tls(tls, settings.host)
+        wire.start_tls(tls if not callable(tls) else tls(), settings.host)
     elif answer == b"N":
         if settings.sslmode != "prefer":
             raise NotReady(f"the server does not accept TLS (sslmode={settings.sslmode})")

@@ -58,6 +58,9 @@ ENV_MANIFESTS = {
     "wait-for-postgres.yaml": Expected(Kind.HTTP, "postgres.default.svc.cluster.local"),
     "wait-for-webapp.yaml": Expected(Kind.HTTP, "webapp", interval=5.0, dial_timeout=2.0),
     "wait-for-redis-auth.yaml": Expected(Kind.REDIS, "redis", interval=1.0),
+    "wait-for-postgres-login.yaml": Expected(
+        Kind("POSTGRES"), "postgres.default.svc.cluster.local", dial_timeout=3.0
+    ),
 }
 CONFIGMAP_MANIFEST = "configmap.yaml"
 MANIFESTS = [*ENV_MANIFESTS, CONFIGMAP_MANIFEST]

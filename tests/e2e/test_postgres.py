@@ -201,3 +201,50 @@ def test_a_peer_silent_after_the_tls_request_ends_in_the_bound() -> None:
         got = check(f"postgres://127.0.0.1:{peer.port}?sslmode=require", bound=1.0)
         assert time.monotonic() - began < 3
         assert got == "no answer within 1s (TLS handshake)"
+
+
+class ScramPeer(_Acceptor):
+    """Asks for SCRAM-SHA-256 and answers the client's first message with `iterations`, then stays
+    silent: a hostile server making the client spend its attempt in PBKDF2."""
+
+    def __init__(self, iterations: int) -> None:
+        super().__init__()
+        self.iterations = iterations
+
+    def handle(self, conn: socket.socket) -> None:
+        conn.settimeout(10)
+        conn.recv(65536)  # the startup message
+        mechanisms = b"\0\0\0\x0aSCRAM-SHA-256\0\0"
+        conn.sendall(b"R" + (len(mechanisms) + 4).to_bytes(4, "big") + mechanisms)
+        first = conn.recv(65536)
+        nonce = first.split(b"r=", 1)[1].split(b",")[0]
+        server_first = b"r=" + nonce + b"srv,s=QUJDREVGR0g=,i=" + str(self.iterations).encode()
+        body = b"\0\0\0\x0b" + server_first
+        conn.sendall(b"R" + (len(body) + 4).to_bytes(4, "big") + body)
+        self.stop.wait(10)
+
+
+def test_a_hostile_scram_iteration_count_is_refused_before_any_work() -> None:
+    with ScramPeer(1_000_000) as peer:
+        began = time.monotonic()
+        got = check(f"postgres://app:pw@127.0.0.1:{peer.port}?sslmode=disable", bound=5.0)
+        took = time.monotonic() - began
+    assert got == (
+        "the server asks for 1,000,000 SCRAM iterations, over portpatrol's limit of 100,000 "
+        "(PostgreSQL's default is 4096)"
+    )
+    assert took < 0.5  # no PBKDF2 ran: 1,000,000 iterations take ~0.8 s here
+
+
+def test_the_largest_scram_iteration_count_ends_at_the_deadline() -> None:
+    """100,000 iterations (the limit, ~80 ms of PBKDF2 here) with a deadline that passes during
+    them: the attempt stops waiting at its deadline (the bound below is generous for a loaded machine)."""
+    with ScramPeer(100_000) as peer:
+        overruns, reasons = [], set()
+        for _ in range(3):
+            began = time.monotonic()
+            reasons.add(check(f"postgres://app:pw@127.0.0.1:{peer.port}?sslmode=disable", bound=0.03))
+            overruns.append(time.monotonic() - began - 0.03)
+    assert reasons == {"the attempt's time ran out during the server's 100,000 SCRAM iterations"}
+    assert min(overruns) < 0.1, overruns
+    assert max(overruns) < 0.5, overruns

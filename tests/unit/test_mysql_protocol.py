@@ -76,7 +76,9 @@ def test_an_address_with_everything_percent_decoded() -> None:
     assert mysql.secrets(got) == {"p@ss:w/d", "p%40ss%3Aw%2Fd"}
     assert "p@ss" not in repr(got)
     assert "p%40ss" not in repr(got)
-    assert mysql.describe(got) == "db.example.test:3307 database=my db login=yes tls=REQUIRED query=no"
+    assert (
+        mysql.describe(got) == "db.example.test:3307 database=my db login=yes user=app tls=REQUIRED query=no"
+    )
 
 
 def test_defaults_ipv6_and_the_block_winning(tls_files: tuple[ssl.SSLContext, Path]) -> None:

@@ -50,9 +50,12 @@ def test_ipv6_a_raw_at_in_the_password_and_ignored_libpq_parameters() -> None:
     assert (got.host, got.port, got.user, got.password, got.database) == ("::1", 5433, "u", "a@b", None)
 
 
-def test_the_address_wins_over_the_block_and_empty_values_are_unset() -> None:
+def test_the_block_wins_over_the_address_and_empty_values_are_unset() -> None:
+    """One rule for every kind: a key of the block (YAML or env) overrides that part of the URL."""
     block = {"user": "env_user", "password": "env_pw", "database": "env_db", "sslmode": "require"}
-    got = postgres.parse("postgres://url_user@db/url_db?sslmode=disable", block)
+    got = postgres.parse("postgres://url_user:url_pw@db/url_db?sslmode=disable", block)
+    assert (got.user, got.password, got.database, got.sslmode) == ("env_user", "env_pw", "env_db", "require")
+    got = postgres.parse("postgres://url_user:url_pw@db/url_db?sslmode=disable", {"password": "env_pw"})
     assert (got.user, got.password, got.database, got.sslmode) == ("url_user", "env_pw", "url_db", "disable")
     got = postgres.parse("postgres://db", {"user": "", "password": "", "query": ""})
     assert (got.user, got.password, got.query) == (None, None, None)
@@ -94,7 +97,7 @@ def test_the_plan_line_and_repr_never_show_the_password() -> None:
     assert postgres.describe(got) == "[::1]:5432 database=app login=yes user=app tls=verify-full query=yes"
     assert SECRET not in repr(got)
     assert postgres.secrets(got) == {SECRET}
-    assert postgres.describe(postgres.parse("postgres://db", {})) == "db:5432 login=no tls=prefer"
+    assert postgres.describe(postgres.parse("postgres://db", {})) == "db:5432 login=no tls=prefer query=no"
 
 
 # --------------------------------------------------------------------------- SCRAM and SASLprep
@@ -123,7 +126,13 @@ def test_scram_sha_256_matches_rfc_7677() -> None:
         (b"r=nonce,s=QUJD,i=4096", "does not extend ours"),  # the server added nothing
         (b"r=nonceX,s=!!,i=4096", "not base64"),
         (b"r=nonceX,s=QUJD,i=0", "iteration count"),
-        (b"r=nonceX,s=QUJD,i=99999999999", "iteration count"),
+        (
+            b"r=nonceX,s=QUJD,i=99999999999",
+            "99,999,999,999 SCRAM iterations, over portpatrol's limit of 100,000",
+        ),
+        (b"r=nonceX,s=QUJD,i=100001", "over portpatrol's limit"),
+        (b"r=nonceX,s=QUJD,i=" + b"9" * 5000, "not a positive number"),  # int() would refuse 4300+ digits
+        (b"r=nonceX,s=QUJD,i=-5", "not a positive number"),
         (b"r=nonceX,s=QUJD,i=\xff", "not ASCII"),
         (b"garbage", "does not extend ours"),
     ],

@@ -29,6 +29,7 @@ NO_DEFAULT = {"targets", "address", "name", "value", "command"}
 # Keys of kind blocks whose default is the address's part (user, password...) or the system's (CA).
 NO_DEFAULT |= {"user", "password", "token", "vhost"}
 NO_DEFAULT |= {"path", "equals", "matches", "follow_redirects"}  # a JSON condition's; by the codes
+NO_DEFAULT |= {"database", "query", "sslrootcert"}  # unset: the user's own, no query, no CA
 
 
 def test_the_package_ships_the_published_schema() -> None:
@@ -107,6 +108,9 @@ EXAMPLE_ENV = {
     "API_TOKEN": "tok-9f8e7d6c",
     "RABBITMQ_PASSWORD": "rabbit-pw-123",
     "REDIS_PASSWORD": "redis-pw-4",
+    "ORDERS_DB_PASSWORD": "orders-pw-1",
+    "MONITOR_PASSWORD": "mon-pw-2",
+    "SHOP_DB_PASSWORD": "shop-pw-3",
 }
 
 
