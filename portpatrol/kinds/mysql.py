@@ -40,6 +40,7 @@ bytes: every read is bounded by the deadline and every length is checked before 
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass, field
 
 from portpatrol.address import Address, mask_userinfo
@@ -607,7 +608,10 @@ def _query(talk: Conversation, query: str) -> None:
     if row[:1] != b"\xfb":  # 0xFB is NULL
         reader = Reader(row, "a row")
         value = reader.take(reader.lenenc())
-    try:  # read the other rows so that COM_QUIT finds a quiet connection
+    # Read the other rows so that COM_QUIT finds a quiet connection, but for a second at most: the
+    # answer is in, and a server that stops after the first row must not hold it to the deadline.
+    talk.wire.deadline = min(talk.wire.deadline, time.monotonic() + 1.0)
+    try:
         for _ in range(DRAIN_PACKETS):
             rest = talk.read("the query's rows")
             if _is_eof(rest) or rest[:1] == b"\xff":

@@ -253,6 +253,16 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
         login = "postgres"  # a password alone logs in as the superuser, as the postgres image's does
     if values.get("query") and login is None:
         raise BadValue(("query",), f"a query runs after a login: give a user, e.g. {EXAMPLE}", quoted=False)
+    sslrootcert = values.get("sslrootcert")
+    if sslrootcert and sslrootcert != "system":
+        # A CA file that cannot be read is a configuration error now, not a reason every attempt gives.
+        try:
+            with open(sslrootcert, "rb"):
+                pass
+        except OSError as error:
+            raise BadValue(
+                ("sslrootcert",), f"cannot be read: {error.strerror} (e.g. /etc/ssl/db-ca.pem)"
+            ) from None
     return Settings(
         host=host,
         port=port,
@@ -261,7 +271,7 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
         database=values.get("database"),
         query=values.get("query"),
         sslmode=sslmode,
-        sslrootcert=values.get("sslrootcert"),
+        sslrootcert=sslrootcert,
     )
 
 
@@ -281,7 +291,9 @@ def describe(settings: Settings) -> str:
     if settings.sslrootcert:
         words.append(f"sslrootcert={settings.sslrootcert}")
     words.append(f"query={'yes' if settings.query else 'no'}")
-    return " ".join(words)
+    from portpatrol.text import printable
+
+    return printable(" ".join(words))  # user, database and CA path may hold any character
 
 
 # --------------------------------------------------------------------------- one attempt

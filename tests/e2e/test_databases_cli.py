@@ -206,7 +206,7 @@ def test_validate_shows_the_plan_of_each_source() -> None:
     assert "db.internal:6432 database=orders login=yes user=app tls=verify-full query=yes" in out
     assert "127.0.0.1:3306 database=shop login=yes user=root tls=REQUIRED query=no" in out
     assert "db2:3306 login=no tls=PREFERRED query=no" in out
-    assert "mysql://root:***@127.0.0.1/shop" in out
+    assert "mysql://***@127.0.0.1/shop" in out
     no_secret_in(out, result.stderr, secrets=("env-Secret-77", "pw-Secret-88"))
 
 

@@ -579,3 +579,10 @@ def test_a_greeting_then_arbitrary_packets_give_only_not_ready(
 def test_arbitrary_greetings_parse_or_are_not_ready(payload: bytes) -> None:
     with contextlib.suppress(NotReady):
         mysql.parse_greeting(payload)
+
+
+def test_a_server_that_stops_after_the_first_row_does_not_hold_the_answer_to_the_deadline() -> None:
+    target = mysql.Settings("h", 3306, "app", "", query="SELECT v")
+    started = time.monotonic()
+    assert converse(_query_script([b"\x01", COLUMN, EOF, b"\x011"]), target, bound=10.0) == (None, [])
+    assert time.monotonic() - started < 5.0  # the rest is waited for a second, not the 10 s bound

@@ -8,13 +8,14 @@ import hashlib
 import socket
 import struct
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portpatrol import scram, tls
-from portpatrol.errors import NotReady
+from portpatrol.errors import BadValue, NotReady
 from portpatrol.kinds import postgres
 from portpatrol.wire import Wire
 
@@ -26,7 +27,7 @@ SECRET = "s3cr3t-pw"
 def test_a_full_address_is_percent_decoded_as_libpq_does() -> None:
     got = postgres.parse(
         "postgresql://app%40corp:p%40ss%3Aw%2Fo+rd@db.example.test:6543/my%20db"
-        "?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem",
+        "?sslmode=verify-full&sslrootcert=%2Fdev%2Fnull",  # a file that exists: it is opened at start
         {},
     )
     assert got == postgres.Settings(
@@ -36,7 +37,7 @@ def test_a_full_address_is_percent_decoded_as_libpq_does() -> None:
         password="p@ss:w/o+rd",  # '+' is not a space to libpq
         database="my db",
         sslmode="verify-full",
-        sslrootcert="/etc/ca.pem",
+        sslrootcert="/dev/null",
     )
 
 
@@ -349,3 +350,17 @@ def test_any_server_bytes_give_ready_or_a_named_not_ready(server: bytes, chosen:
     if reason is not None:
         assert SECRET not in reason
     assert time.monotonic() - began < 5
+
+
+def test_the_plan_line_escapes_what_the_address_holds() -> None:
+    settings = postgres.parse("postgres://ev%1b[31mil%0Afake:pw@h/d%0Ab", {})
+    line = postgres.describe(settings)
+    assert "\x1b" not in line
+    assert "\n" not in line
+    assert "pw" not in line
+
+
+def test_a_ca_file_that_cannot_be_read_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(BadValue, match="cannot be read") as caught:
+        postgres.parse(f"postgres://u:pw@h/d?sslmode=verify-full&sslrootcert={tmp_path}/missing.pem", {})
+    assert caught.value.key == ("sslrootcert",)
