@@ -18,7 +18,9 @@ from tests.peers import (
     Running,
     Serving,
     TcpListener,
+    free_port,
     in_netns,
+    lines_until,
     minimal_env,
     run_portpatrol,
 )
@@ -248,3 +250,45 @@ def test_a_tcp_address_of_a_config_file_is_interpolated_and_named_as_written(tmp
     assert result.code == 0, result.stderr
     assert "${HOST} is ready" in result.stderr, result.stderr  # the name as written, not the value
     assert "127.0.0.1" not in result.stderr
+
+
+# --------------------------------------------------------------------------- 3. names as written
+
+SECRET_PATH = "hunter2-in-the-path"
+
+
+def _same_host_config(tmp_path: Path) -> Path:
+    """Two targets on one host: their names (the host) collide, so each gets its port and path."""
+    port = free_port()
+    config = tmp_path / "pp.yaml"
+    config.write_text(
+        "targets:\n"
+        f"  - {{address: 'http://127.0.0.1:{port}/health'}}\n"
+        f"  - {{address: 'http://127.0.0.1:{port}/${{SECRET_PATH}}'}}\n"
+    )
+    return config
+
+
+def test_an_interrupted_wait_names_targets_by_the_path_as_written(tmp_path: Path) -> None:
+    config = _same_host_config(tmp_path)
+    env = {"SECRET_PATH": SECRET_PATH, "PORTPATROL_CONFIG": str(config), "CHECK_INTERVAL": "100ms"}
+    lines = lines_until(env, count=4)
+    assert SECRET_PATH not in "\n".join(lines), lines
+    [interrupted] = [line for line in lines if "Interrupted by SIGTERM while waiting for" in line]
+    assert "/${SECRET_PATH}" in interrupted, interrupted
+    assert "/health" in interrupted, interrupted
+
+
+def test_the_status_line_names_targets_by_the_path_as_written(tmp_path: Path) -> None:
+    config = _same_host_config(tmp_path)
+    run = run_on_tty(
+        ["--config", str(config), "--interval", "100ms"],
+        {"SECRET_PATH": SECRET_PATH},
+        stop_when="(connection refused)",
+    )
+    assert run.code == 143, run.terminal
+    assert SECRET_PATH not in run.terminal, run.terminal
+    live = [frame for frame in frames(run.terminal) if frame.startswith("0/2 ready")]
+    assert any("/${SECRET_PATH} (" in frame for frame in live), live
+    [interrupted] = [f for f in frames(run.terminal) if f.startswith("Interrupted by SIGTERM")]
+    assert "/${SECRET_PATH}" in interrupted, interrupted
