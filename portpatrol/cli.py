@@ -456,16 +456,18 @@ def _report(path: str, runner: Runner, status: int) -> bool:
     """Writes the report to `path` (`-`: standard output); False, with a line, when it cannot."""
     import json
 
-    from portpatrol.text import scrub
+    from portpatrol.text import mask_tokens
 
     def entry(item: Progress) -> dict[str, object]:
         target = item.target
         ready = item.ready_after is not None  # an earlier attempt's error is not a ready target's state
-        error = None if item.last_error is None or ready else scrub(item.last_error, target.secrets)
+        error = None if item.last_error is None or ready else mask_tokens(item.last_error, target.secrets)
+        # As the logs: the name is ours (from the address as written), the address and the peer's
+        # words are where a secret can be.
         return {
-            "name": scrub(target.name, target.secrets),
+            "name": target.name,
             "type": target.kind.value,
-            "address": scrub(target.address, target.secrets),
+            "address": mask_tokens(target.address, target.secrets),
             "ready": item.ready_after is not None,
             "attempts": item.attempts,
             "time_to_ready": None if item.ready_after is None else round(item.ready_after, 3),

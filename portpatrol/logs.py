@@ -1,5 +1,7 @@
 """Turns events into log lines: the original's text format, or JSON lines with the same keys.
-Redaction lives here: every value is scrubbed of its target's secrets before it is written."""
+Redaction lives here, by position: the fields that can hold a secret (the peer's text in error=,
+the address as written) have their target's long secrets masked as whole tokens; the fields we
+write (time, level, msg, durations...) are never touched, so a short secret cannot garble them."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import time
 from portpatrol import __version__
 from portpatrol.events import AllReady, Event, Failed, GaveUp, Ready, Tick, Waiting
 from portpatrol.model import Target
-from portpatrol.text import LINE_UNSAFE, json_string, printable, scrub
+from portpatrol.text import LINE_UNSAFE, json_string, mask_tokens, printable
 from portpatrol.values import format_duration
 
 # Every pod's start-up imports this module (docs/performance.md): no re (~5 ms), json (~6 ms with
@@ -20,6 +22,11 @@ if TYPE_CHECKING:
 
 # A text value is quoted when it holds one of these or whitespace (Unicode's, as re's \s).
 _QUOTED = '="' + "".join(map(chr, LINE_UNSAFE))
+
+
+# Where a secret can be: the peer's words (a server quoting a header back), and the address as
+# written (masked by position at parse time; a header value may also stand in it).
+_SECRET_FIELDS = frozenset({"error", "target_address"})
 
 
 def elapsed(seconds: float) -> str:
@@ -95,7 +102,8 @@ class LogWriter:
             }
         record |= fields
         if target is not None and target.secrets:
-            record = {key: scrub(value, target.secrets) for key, value in record.items()}
+            for key in _SECRET_FIELDS.intersection(record):
+                record[key] = mask_tokens(record[key], target.secrets)
         if self.json_lines:  # json.dumps(record, ensure_ascii=False)'s line, line-forging characters escaped
             pairs = ", ".join(f"{json_string(key)}: {json_string(value)}" for key, value in record.items())
             line = f"{{{pairs}}}"
@@ -162,13 +170,13 @@ class StatusLine:
                 self.targets[target.name] = target
                 self.reasons[target.name] = "first attempt"
             case Failed(target, error):
-                self.reasons[target.name] = scrub(error, target.secrets)
+                self.reasons[target.name] = mask_tokens(error, target.secrets)
             case Ready(target, _, seconds):
                 self.ready += 1
                 self.reasons.pop(target.name, None)  # a name seen twice must not cost the COMMAND
                 self._print(f"✓ {target.name} {_ready_words(target)} after {elapsed(seconds)}")
             case GaveUp(target, error):
-                why = scrub(error or "no attempt finished", target.secrets)
+                why = mask_tokens(error or "no attempt finished", target.secrets)
                 self._print(f"✗ {target.name} did not become ready in time: {why}")
                 return
             case AllReady(count, seconds):
