@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import socketserver
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -292,3 +295,75 @@ def test_the_status_line_names_targets_by_the_path_as_written(tmp_path: Path) ->
     assert any("/${SECRET_PATH} (" in frame for frame in live), live
     [interrupted] = [f for f in frames(run.terminal) if f.startswith("Interrupted by SIGTERM")]
     assert "/${SECRET_PATH}" in interrupted, interrupted
+
+
+# --------------------------------------------------------------------------- 5. stalls outside the checks
+
+
+def _full_pipe() -> tuple[int, int]:
+    """A pipe whose buffer is full: a blocking write to it waits until someone reads."""
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    try:
+        while True:
+            os.write(write, b"x" * 4096)
+    except BlockingIOError:
+        pass
+    os.set_blocking(write, True)
+    return read, write
+
+
+def test_a_stderr_nobody_reads_does_not_defeat_the_deadline() -> None:
+    """Issue 11.5: with stderr's pipe full and its reader stopped, --timeout 3s still ends the wait
+    at 3s (exit 124); the lines that did not fit are dropped, and counted once the reader is back."""
+    read, write = _full_pipe()
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [str(PORTPATROL), "--timeout", "3s", "--interval", "10ms", f"127.0.0.1:{free_port()}"],
+        stderr=write,
+        env=minimal_env(),
+    )
+    os.close(write)
+    try:
+        code = proc.wait(timeout=30)  # before the fix: still running after 10s, blocked in a write
+        took = time.monotonic() - started
+        assert code == 124
+        assert took < 10, took
+        # Nothing was written while the pipe was full: what is in it is the test's filler only.
+        os.set_blocking(read, False)
+        held = b""
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(read, 65536):
+                held += chunk
+        assert held.strip(b"x") == b""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        os.close(read)
+
+
+def test_lines_dropped_on_a_full_stderr_are_counted_once_it_drains() -> None:
+    read, write = _full_pipe()
+    proc = subprocess.Popen(
+        [str(PORTPATROL), "--timeout", "4s", "--interval", "10ms", f"127.0.0.1:{free_port()}"],
+        stderr=write,
+        env=minimal_env(),
+    )
+    os.close(write)
+    try:
+        time.sleep(1.5)  # attempts fail and their lines find the pipe full
+        received = b""
+        while chunk := os.read(read, 65536):  # the reader is back: drained to the end
+            received += chunk
+        assert proc.wait(timeout=30) == 124
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        os.close(read)
+    text = received.lstrip(b"x").decode()
+    found = re.search(r"msg=\"(\d+) log lines dropped", text)
+    assert found, text[:2000]
+    assert int(found[1]) >= 10, found[0]  # ~100 attempts a second failed while it was full
+    assert "did not become ready in time" in text.splitlines()[-1], text[-500:]

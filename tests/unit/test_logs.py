@@ -3,9 +3,12 @@ secrets scrubbed."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import re
+import time
 
 import pytest
 from hypothesis import given
@@ -283,3 +286,32 @@ def test_a_secret_the_peer_echoes_in_another_case_is_masked() -> None:
     for json_lines in (False, True):
         [line] = lines([Failed(target, said, 1)], json_lines=json_lines)
         assert parse_line(line)["error"] == "unknown key *** (expected ***'s owner)"
+
+
+def test_a_full_log_pipe_drops_lines_and_counts_them_once_it_drains() -> None:
+    """Issue 11.5: a log stream whose reader stopped (a full pipe) costs each write at most a few
+    milliseconds, never the deadline; the lines that found no room are counted in the next line."""
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(write, b"x" * 4096)
+    os.set_blocking(write, True)  # as a log stream normally is: a plain write would block forever
+    with open(write, "w", encoding="utf-8") as stream, open(read, "rb", buffering=0) as reader:
+        writer = LogWriter(stream, now=lambda: NOW)
+        started = time.monotonic()
+        for attempt in range(50):
+            writer(Failed(TCP, "connection refused", attempt))
+            writer.flush()
+        assert time.monotonic() - started < 5  # ~20 ms for the first line, nothing for the others
+        os.set_blocking(read, False)
+        while reader.read(65536):
+            pass  # drained
+        writer(Ready(TCP, 51, 1.0))
+        writer.flush()
+        shown = reader.read(65536).decode().splitlines()
+    assert shown == [
+        'time=2024-07-12T12:44:41.494Z level=WARN msg="50 log lines dropped '
+        '(the log stream was full: its reader had stopped)"',
+        'time=2024-07-12T12:44:41.494Z level=INFO msg="PostgreSQL is ready ✓"',
+    ]
