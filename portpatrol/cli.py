@@ -438,9 +438,29 @@ def _wait(plan: Plan, settings: LogSettings, args: argparse.Namespace) -> int:
         waiting = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         output.write("WARN", f"Interrupted by {SIGNAL_NAMES[stop.signum]} while waiting for {waiting}")
         status = 128 + stop.signum
+    except (OSError, RuntimeError, MemoryError) as error:
+        output.write("ERROR", f"cannot go on waiting: {_refused(error)}")
+        status = EXIT_ERROR
     if args.report and not _report(args.report, runner, status) and status == EXIT_READY:
         return EXIT_ERROR  # a wait that cannot say how it went is no success (nor a COMMAND run)
     return status
+
+
+def _refused(error: OSError | RuntimeError | MemoryError) -> str:
+    """What the machine refused the wait (a thread, a file, memory), and the limit to raise; any
+    other error is a bug and keeps its traceback."""
+    if isinstance(error, RuntimeError) and "thread" not in str(error):
+        raise error
+    if isinstance(error, RuntimeError):  # `can't start new thread`: no memory for a stack, or no process
+        return "cannot start a thread (raise ulimit -v or ulimit -u, or give fewer --workers)"
+    if not isinstance(error, OSError):
+        return "out of memory (raise ulimit -v)"
+    import errno
+
+    why = error.strerror or str(error)
+    if error.errno in (errno.EMFILE, errno.ENFILE):
+        return f"{why} (raise ulimit -n, or give fewer targets or --workers)"
+    return why
 
 
 def _writable(path: str) -> bool:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import socket
 import socketserver
 import subprocess
 import time
@@ -18,6 +19,7 @@ from tests.e2e.test_status_line import frames, run_on_tty
 from tests.peers import (
     PORTPATROL,
     HttpPeer,
+    Result,
     Running,
     Serving,
     TcpListener,
@@ -367,3 +369,35 @@ def test_lines_dropped_on_a_full_stderr_are_counted_once_it_drains() -> None:
     assert found, text[:2000]
     assert int(found[1]) >= 10, found[0]  # ~100 attempts a second failed while it was full
     assert "did not become ready in time" in text.splitlines()[-1], text[-500:]
+
+
+def _limited(limit: str, args: list[str]) -> Result:
+    """The installed command under a resource limit set by the shell, as a user would."""
+    command = ["sh", "-c", f'ulimit {limit}; exec "$0" "$@"', str(PORTPATROL)]
+    return run_portpatrol({}, args, command=command, timeout=60)
+
+
+def test_no_thread_to_be_had_is_a_line_and_exit_1() -> None:
+    """Under `ulimit -v` the pool's threads cannot start (no room for their stacks): a line that
+    says so and exit 1, not a traceback."""
+    targets = [f"http://127.0.0.1:{free_port()}/" for _ in range(100)]  # ~48 workers, 8 MiB of stack each
+    result = _limited("-v 100000", ["--timeout", "5s", *targets])
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.code == 1, result.stderr
+    assert "cannot start a thread" in result.lines[-1], result.lines[-1]
+    assert "ulimit" in result.lines[-1], result.lines[-1]
+
+
+def test_no_file_to_be_had_is_a_line_and_exit_1() -> None:
+    """Under `ulimit -n 64`, with a hundred connects in flight (a listener whose backlog is full
+    leaves them pending), the pool's pipe cannot be made when a name comes due: a line, exit 1."""
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)  # never accepted: after the first, connects stay pending
+        port = full.getsockname()[1]
+        targets = [f"127.0.0.1:{port}"] * 100 + [f"http://localhost:{free_port()}/"]
+        result = _limited("-n 64", ["--timeout", "5s", "--dial-timeout", "4s", *targets])
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.code == 1, result.stderr
+    assert "too many open files" in result.lines[-1].lower(), result.lines[-1]
+    assert "ulimit -n" in result.lines[-1], result.lines[-1]
