@@ -505,9 +505,29 @@ def _wait(plan: Plan, settings: LogSettings, args: argparse.Namespace) -> int:
         waiting = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         output.write("WARN", f"Interrupted by {SIGNAL_NAMES[stop.signum]} while waiting for {waiting}")
         status = 128 + stop.signum
+    except (OSError, RuntimeError, MemoryError) as error:
+        output.write("ERROR", f"cannot go on waiting: {_refused(error)}")
+        status = EXIT_ERROR
     if args.report and not _report(args.report, runner, status) and status == EXIT_READY:
         return EXIT_ERROR  # a wait that cannot say how it went is no success (nor a COMMAND run)
     return status
+
+
+def _refused(error: OSError | RuntimeError | MemoryError) -> str:
+    """What the machine refused the wait (a thread, a file, memory), and the limit to raise; any
+    other error is a bug and keeps its traceback."""
+    if isinstance(error, RuntimeError) and "thread" not in str(error):
+        raise error
+    if isinstance(error, RuntimeError):  # `can't start new thread`: no memory for a stack, or no process
+        return "cannot start a thread (raise ulimit -v or ulimit -u, or give fewer --workers)"
+    if not isinstance(error, OSError):
+        return "out of memory (raise ulimit -v)"
+    import errno
+
+    why = error.strerror or str(error)
+    if error.errno in (errno.EMFILE, errno.ENFILE):
+        return f"{why} (raise ulimit -n, or give fewer targets or --workers)"
+    return why
 
 
 def _writable(path: str) -> bool:
@@ -523,16 +543,18 @@ def _report(path: str, runner: Runner, status: int) -> bool:
     """Writes the report to `path` (`-`: standard output); False, with a line, when it cannot."""
     import json
 
-    from portpatrol.text import scrub
+    from portpatrol.text import mask_tokens
 
     def entry(item: Progress) -> dict[str, object]:
         target = item.target
         ready = item.ready_after is not None  # an earlier attempt's error is not a ready target's state
-        error = None if item.last_error is None or ready else scrub(item.last_error, target.secrets)
+        error = None if item.last_error is None or ready else mask_tokens(item.last_error, target.secrets)
+        # As the logs: the name is ours (from the address as written), the address and the peer's
+        # words are where a secret can be.
         return {
-            "name": scrub(target.name, target.secrets),
+            "name": target.name,
             "type": target.kind.value,
-            "address": scrub(target.address, target.secrets),
+            "address": mask_tokens(target.address, target.secrets),
             "ready": item.ready_after is not None,
             "attempts": item.attempts,
             "time_to_ready": None if item.ready_after is None else round(item.ready_after, 3),

@@ -1,14 +1,17 @@
 """Turns events into log lines: the original's text format, or JSON lines with the same keys.
-Redaction lives here: every value is scrubbed of its target's secrets before it is written."""
+Redaction lives here, by position: the fields that can hold a secret (the peer's text in error=,
+the address as written) have their target's long secrets masked as whole tokens; the fields we
+write (time, level, msg, durations...) are never touched, so a short secret cannot garble them."""
 
 from __future__ import annotations
 
+import os
 import time
 
 from portpatrol import __version__
 from portpatrol.events import AllReady, Event, Failed, GaveUp, Ready, Tick, Waiting
 from portpatrol.model import Target
-from portpatrol.text import LINE_UNSAFE, json_string, printable, scrub
+from portpatrol.text import LINE_UNSAFE, json_string, mask_tokens, printable
 from portpatrol.values import format_duration
 
 # Every pod's start-up imports this module (docs/performance.md): no re (~5 ms), json (~6 ms with
@@ -16,10 +19,79 @@ from portpatrol.values import format_duration
 TYPE_CHECKING = False  # typing costs ~2 ms to import; its names are only needed by mypy here
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import TextIO
+    from typing import Any, TextIO
 
 # A text value is quoted when it holds one of these or whitespace (Unicode's, as re's \s).
 _QUOTED = '="' + "".join(map(chr, LINE_UNSAFE))
+
+
+# Where a secret can be: the peer's words (a server quoting a header back), and the address as
+# written (masked by position at parse time; a header value may also stand in it).
+_SECRET_FIELDS = frozenset({"error", "target_address"})
+
+
+class Sink:
+    """Bounded writes to a log stream: a reader that stopped reading (a full pipe) must never hold
+    up the deadline or the exit. Before each line, poll() waits at most WAIT for room; a line that
+    finds none is dropped and counted, and the count is written, as a line `notice` makes, before
+    the next line once there is room again. The stream's file description keeps its flags (an
+    O_NONBLOCK set on it would be shared with the shell and the COMMAND exec'd after the wait)."""
+
+    WAIT = 0.02  # seconds for room before the first dropped line; none while dropping
+    CHUNK = 4096  # PIPE_BUF: a pipe that polls writable takes this much without blocking
+
+    def __init__(self, stream: TextIO, notice: Callable[[int], str]) -> None:
+        self.stream = stream
+        self.notice = notice
+        self.dropped = 0
+        self.torn = False  # a line was cut short by a full pipe: the next one starts on its own
+        try:
+            self.fd: int | None = stream.fileno()
+            self.encoding = stream.encoding or "utf-8"
+        except (AttributeError, OSError, ValueError):  # io.StringIO in tests, or no descriptor
+            self.fd = None
+
+    def write(self, text: str) -> None:
+        if self.fd is None:
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass  # a closed log stream must not change the outcome of the wait
+            return
+        import select
+
+        *whole, rest = text.encode(self.encoding, "backslashreplace").split(b"\n")
+        lines = [line + b"\n" for line in whole] + ([rest] if rest else [])
+        try:
+            self.stream.flush()  # anything Python still holds goes first (nothing, normally)
+            poller = select.poll()
+            poller.register(self.fd, select.POLLOUT)
+            if self.dropped:
+                notice = self.notice(self.dropped).encode(self.encoding, "backslashreplace")
+                if not self._line(poller, notice):
+                    self.dropped += len(lines)
+                    return
+                self.dropped = 0
+            for index, line in enumerate(lines):
+                if not self._line(poller, line):
+                    self.dropped += len(lines) - index
+                    return
+        except (OSError, ValueError):
+            pass  # a reader that has gone (EPIPE) or a closed stream: the line is lost
+
+    def _line(self, poller: Any, line: bytes) -> bool:
+        """Writes one line; False when the stream had no room for it in time. While lines are
+        being dropped, a full stream is not waited for at all."""
+        if self.torn:
+            line, self.torn = b"\n" + line, False
+        written = 0
+        while written < len(line):
+            if not poller.poll(0 if self.dropped else int(self.WAIT * 1000)):
+                self.torn = written > 0
+                return False
+            written += os.write(self.fd, line[written : written + self.CHUNK])  # type: ignore[arg-type]
+        return True
 
 
 def elapsed(seconds: float) -> str:
@@ -36,6 +108,7 @@ class LogWriter:
         now: Callable[[], float] = time.time,
     ) -> None:
         self.stream = stream
+        self.sink = Sink(stream, self._dropped)
         self.json_lines = json_lines
         self.extra_fields = extra_fields
         self.now = now
@@ -73,11 +146,12 @@ class LogWriter:
         if not self.pending:
             return
         text, self.pending = "\n".join(self.pending) + "\n", []
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except (OSError, ValueError):
-            pass  # a closed log stream must not change the outcome of the wait
+        self.sink.write(text)
+
+    def _dropped(self, count: int) -> str:
+        """The line that says how many lines a full log stream cost."""
+        self._format("WARN", f"{count} log lines dropped (the log stream was full: its reader had stopped)")
+        return self.pending.pop() + "\n"
 
     def _plain(self, target: Target) -> bool:
         """Whether a line about `target` is the text format's basic one: no extra fields, no secrets."""
@@ -95,7 +169,8 @@ class LogWriter:
             }
         record |= fields
         if target is not None and target.secrets:
-            record = {key: scrub(value, target.secrets) for key, value in record.items()}
+            for key in _SECRET_FIELDS.intersection(record):
+                record[key] = mask_tokens(record[key], target.secrets)
         if self.json_lines:  # json.dumps(record, ensure_ascii=False)'s line, line-forging characters escaped
             pairs = ", ".join(f"{json_string(key)}: {json_string(value)}" for key, value in record.items())
             line = f"{{{pairs}}}"
@@ -146,6 +221,7 @@ class StatusLine:
         import os
 
         self.stream = stream
+        self.sink = Sink(stream, lambda count: f"\r\x1b[2K{count} log lines dropped (terminal full)\n")
         self.clock = clock
         self.start = clock()
         try:  # the terminal the line is drawn on, not stdout's (which may be redirected)
@@ -162,13 +238,13 @@ class StatusLine:
                 self.targets[target.name] = target
                 self.reasons[target.name] = "first attempt"
             case Failed(target, error):
-                self.reasons[target.name] = scrub(error, target.secrets)
+                self.reasons[target.name] = mask_tokens(error, target.secrets)
             case Ready(target, _, seconds):
                 self.ready += 1
                 self.reasons.pop(target.name, None)  # a name seen twice must not cost the COMMAND
                 self._print(f"✓ {target.name} {_ready_words(target)} after {elapsed(seconds)}")
             case GaveUp(target, error):
-                why = scrub(error or "no attempt finished", target.secrets)
+                why = mask_tokens(error or "no attempt finished", target.secrets)
                 self._print(f"✗ {target.name} did not become ready in time: {why}")
                 return
             case AllReady(count, seconds):
@@ -204,8 +280,4 @@ class StatusLine:
         self._out("\r\x1b[2K" + (printable(text) + "\n" if text else ""))
 
     def _out(self, text: str) -> None:
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except (OSError, ValueError):
-            pass
+        self.sink.write(text)

@@ -4,6 +4,10 @@ text in reasons all go through these."""
 
 from __future__ import annotations
 
+TYPE_CHECKING = False  # typing costs ~2 ms to import; its names are only needed by mypy here
+if TYPE_CHECKING:
+    from typing import Any
+
 # json.dumps(text, ensure_ascii=False)'s escapes, and more: JSON leaves DEL, the C1 controls (NEL
 # among them) and the Unicode line separators raw; some terminals and log collectors take those
 # as line breaks or commands, so they are escaped too.
@@ -21,6 +25,10 @@ MASK = "***"
 HIDDEN_QUERY_NAME = r"(?i)token|key|secret|pass|pwd|auth|sig|credential|session|code"
 _QUERY_PAIR = r"([?&;]([^=&#;?]*)=)[^&]*"  # a value runs to the next & (an unencoded ; or # of it too)
 _SORTED: dict[frozenset[str], tuple[str, ...]] = {}
+# Shorter secrets are not looked for in a peer's text: a value such as `1` (X-Debug=1) is too
+# likely to be ordinary text there (`HTTP/1.1 401`), and masking it would garble the line.
+LONG_SECRET = 6
+_TOKEN_PATTERNS: dict[frozenset[str], Any] = {}
 
 
 def json_string(text: str) -> str:
@@ -87,8 +95,39 @@ def shown_value(text: str, alphabet: str, limit: int = 24) -> str | None:
     return None
 
 
+def mask_tokens(text: str, secrets: frozenset[str]) -> str:
+    """Text a peer chose (a reason, a command's output) or a user wrote (an address shown), with
+    each secret of at least LONG_SECRET characters masked where it stands as a whole token, in any
+    case (a server may quote it lower-cased). A whole token: an end of the secret that is a letter
+    or digit must not touch another one (`123456` is masked in `code 123456`, not in `41234567`).
+    The fields we write ourselves (time, level, msg...) never go through this."""
+    if secrets not in _TOKEN_PATTERNS:
+        if len(_TOKEN_PATTERNS) >= 4096:  # one per target: a bound, should there be thousands
+            _TOKEN_PATTERNS.clear()
+        _TOKEN_PATTERNS[secrets] = _token_pattern(secrets)
+    pattern = _TOKEN_PATTERNS[secrets]
+    return text if pattern is None else pattern.sub(MASK, text)
+
+
+def _token_pattern(secrets: frozenset[str]) -> Any:
+    """One expression for a target's long secrets, longest first, or None when it has none."""
+    long = [secret for secret in _longest_first(secrets) if len(secret) >= LONG_SECRET]
+    if not long:
+        return None
+    import re
+
+    def alternative(secret: str) -> str:
+        before = r"(?<![^\W_])" if secret[0].isalnum() else ""  # no letter or digit before it
+        after = r"(?![^\W_])" if secret[-1].isalnum() else ""
+        return before + re.escape(secret) + after
+
+    return re.compile("|".join(map(alternative, long)), re.IGNORECASE)
+
+
 def scrub(text: str, secrets: frozenset[str]) -> str:
-    """`text` with every one of `secrets` replaced by the mask."""
+    """`text` with every one of `secrets` replaced by the mask, wherever it occurs: for messages
+    about a value the user wrote (configuration errors), never for a peer's text or a log line
+    (mask_tokens)."""
     for secret in _longest_first(secrets):
         text = text.replace(secret, MASK)
     return text

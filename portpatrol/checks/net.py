@@ -96,7 +96,14 @@ def resolve(host: str, deadline: float) -> Sequence[AddrInfo]:
             lookup = _running.get(host)
             if lookup is None:
                 lookup = _running[host] = _Lookup(host)
-                _thread.start_new_thread(lookup.run, ())
+                try:
+                    _thread.start_new_thread(lookup.run, ())
+                except RuntimeError as error:  # no thread to be had (RLIMIT_NPROC, memory)
+                    # Undone, so the next attempt tries again instead of waiting on a lookup
+                    # that never runs, for the rest of the wait.
+                    del _running[host]
+                    _slots.put(None)
+                    raise NotReady(f"lookup {host}: cannot start a thread ({error})") from None
             else:
                 _slots.put(None)
     if not lookup.wait(deadline - time.monotonic()):

@@ -88,7 +88,8 @@ def distinct_names(targets: list[Target]) -> list[Target]:
         return list(targets)  # the usual case, without importing collections (start-up time)
     from collections import Counter
 
-    def with_port(name: str, spec: Any) -> str:
+    def with_port(name: str, item: Target) -> str:
+        spec = item.spec
         if isinstance(getattr(spec, "port", None), int):
             return f"{name}:{spec.port}"
         if isinstance(getattr(spec, "url", None), str):
@@ -96,7 +97,12 @@ def distinct_names(targets: list[Target]) -> list[Target]:
 
             parts = urlsplit(spec.url)
             port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-            return f"{name}:{port}{parts.path.rstrip('/')}"
+            # The path as written (the address shown): `/${SECRET_PATH}`, never its value.
+            try:
+                path = urlsplit(item.address).path
+            except ValueError:
+                path = ""
+            return f"{name}:{port}{path.rstrip('/')}"
         return name
 
     names = [item.name for item in targets]
@@ -113,7 +119,7 @@ def distinct_names(targets: list[Target]) -> list[Target]:
                 # user) is skipped: two targets of one name broke the status line and the report.
                 while numbered and f"{name} #{seen[name]}" in taken:
                     seen[name] += 1
-                names[index] = f"{name} #{seen[name]}" if numbered else with_port(name, item.spec)
+                names[index] = f"{name} #{seen[name]}" if numbered else with_port(name, item)
                 taken.add(names[index])
     return [
         item if name == item.name else item.replace(name=name)

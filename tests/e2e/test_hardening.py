@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import socket
 import socketserver
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -15,10 +19,13 @@ from tests.e2e.test_status_line import frames, run_on_tty
 from tests.peers import (
     PORTPATROL,
     HttpPeer,
+    Result,
     Running,
     Serving,
     TcpListener,
+    free_port,
     in_netns,
+    lines_until,
     minimal_env,
     run_portpatrol,
 )
@@ -248,3 +255,149 @@ def test_a_tcp_address_of_a_config_file_is_interpolated_and_named_as_written(tmp
     assert result.code == 0, result.stderr
     assert "${HOST} is ready" in result.stderr, result.stderr  # the name as written, not the value
     assert "127.0.0.1" not in result.stderr
+
+
+# --------------------------------------------------------------------------- 3. names as written
+
+SECRET_PATH = "hunter2-in-the-path"
+
+
+def _same_host_config(tmp_path: Path) -> Path:
+    """Two targets on one host: their names (the host) collide, so each gets its port and path."""
+    port = free_port()
+    config = tmp_path / "pp.yaml"
+    config.write_text(
+        "targets:\n"
+        f"  - {{address: 'http://127.0.0.1:{port}/health'}}\n"
+        f"  - {{address: 'http://127.0.0.1:{port}/${{SECRET_PATH}}'}}\n"
+    )
+    return config
+
+
+def test_an_interrupted_wait_names_targets_by_the_path_as_written(tmp_path: Path) -> None:
+    config = _same_host_config(tmp_path)
+    env = {"SECRET_PATH": SECRET_PATH, "PORTPATROL_CONFIG": str(config), "CHECK_INTERVAL": "100ms"}
+    lines = lines_until(env, count=4)
+    assert SECRET_PATH not in "\n".join(lines), lines
+    [interrupted] = [line for line in lines if "Interrupted by SIGTERM while waiting for" in line]
+    assert "/${SECRET_PATH}" in interrupted, interrupted
+    assert "/health" in interrupted, interrupted
+
+
+def test_the_status_line_names_targets_by_the_path_as_written(tmp_path: Path) -> None:
+    config = _same_host_config(tmp_path)
+    run = run_on_tty(
+        ["--config", str(config), "--interval", "100ms"],
+        {"SECRET_PATH": SECRET_PATH},
+        stop_when="(connection refused)",
+    )
+    assert run.code == 143, run.terminal
+    assert SECRET_PATH not in run.terminal, run.terminal
+    live = [frame for frame in frames(run.terminal) if frame.startswith("0/2 ready")]
+    assert any("/${SECRET_PATH} (" in frame for frame in live), live
+    [interrupted] = [f for f in frames(run.terminal) if f.startswith("Interrupted by SIGTERM")]
+    assert "/${SECRET_PATH}" in interrupted, interrupted
+
+
+# --------------------------------------------------------------------------- 5. stalls outside the checks
+
+
+def _full_pipe() -> tuple[int, int]:
+    """A pipe whose buffer is full: a blocking write to it waits until someone reads."""
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    try:
+        while True:
+            os.write(write, b"x" * 4096)
+    except BlockingIOError:
+        pass
+    os.set_blocking(write, True)
+    return read, write
+
+
+def test_a_stderr_nobody_reads_does_not_defeat_the_deadline() -> None:
+    """Issue 11.5: with stderr's pipe full and its reader stopped, --timeout 3s still ends the wait
+    at 3s (exit 124); the lines that did not fit are dropped, and counted once the reader is back."""
+    read, write = _full_pipe()
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [str(PORTPATROL), "--timeout", "3s", "--interval", "10ms", f"127.0.0.1:{free_port()}"],
+        stderr=write,
+        env=minimal_env(),
+    )
+    os.close(write)
+    try:
+        code = proc.wait(timeout=30)  # before the fix: still running after 10s, blocked in a write
+        took = time.monotonic() - started
+        assert code == 124
+        assert took < 10, took
+        # Nothing was written while the pipe was full: what is in it is the test's filler only.
+        os.set_blocking(read, False)
+        held = b""
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(read, 65536):
+                held += chunk
+        assert held.strip(b"x") == b""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        os.close(read)
+
+
+def test_lines_dropped_on_a_full_stderr_are_counted_once_it_drains() -> None:
+    read, write = _full_pipe()
+    proc = subprocess.Popen(
+        [str(PORTPATROL), "--timeout", "4s", "--interval", "10ms", f"127.0.0.1:{free_port()}"],
+        stderr=write,
+        env=minimal_env(),
+    )
+    os.close(write)
+    try:
+        time.sleep(1.5)  # attempts fail and their lines find the pipe full
+        received = b""
+        while chunk := os.read(read, 65536):  # the reader is back: drained to the end
+            received += chunk
+        assert proc.wait(timeout=30) == 124
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        os.close(read)
+    text = received.lstrip(b"x").decode()
+    found = re.search(r"msg=\"(\d+) log lines dropped", text)
+    assert found, text[:2000]
+    assert int(found[1]) >= 10, found[0]  # ~100 attempts a second failed while it was full
+    assert "did not become ready in time" in text.splitlines()[-1], text[-500:]
+
+
+def _limited(limit: str, args: list[str]) -> Result:
+    """The installed command under a resource limit set by the shell, as a user would."""
+    command = ["sh", "-c", f'ulimit {limit}; exec "$0" "$@"', str(PORTPATROL)]
+    return run_portpatrol({}, args, command=command, timeout=60)
+
+
+def test_no_thread_to_be_had_is_a_line_and_exit_1() -> None:
+    """Under `ulimit -v` the pool's threads cannot start (no room for their stacks): a line that
+    says so and exit 1, not a traceback."""
+    targets = [f"http://127.0.0.1:{free_port()}/" for _ in range(100)]  # ~48 workers, 8 MiB of stack each
+    result = _limited("-v 100000", ["--timeout", "5s", *targets])
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.code == 1, result.stderr
+    assert "cannot start a thread" in result.lines[-1], result.lines[-1]
+    assert "ulimit" in result.lines[-1], result.lines[-1]
+
+
+def test_no_file_to_be_had_is_a_line_and_exit_1() -> None:
+    """Under `ulimit -n 64`, with a hundred connects in flight (a listener whose backlog is full
+    leaves them pending), the pool's pipe cannot be made when a name comes due: a line, exit 1."""
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)  # never accepted: after the first, connects stay pending
+        port = full.getsockname()[1]
+        targets = [f"127.0.0.1:{port}"] * 100 + [f"http://localhost:{free_port()}/"]
+        result = _limited("-n 64", ["--timeout", "5s", "--dial-timeout", "4s", *targets])
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.code == 1, result.stderr
+    assert "too many open files" in result.lines[-1].lower(), result.lines[-1]
+    assert "ulimit -n" in result.lines[-1], result.lines[-1]

@@ -9,6 +9,8 @@ careless client might print (Basic credentials, an echoed request line)."""
 from __future__ import annotations
 
 import base64
+import json
+import re
 import socket
 import ssl
 import threading
@@ -498,3 +500,46 @@ def test_validate_shows_no_user_info_at_all(address: str) -> None:
     assert result.code == 0, result.stderr
     assert "https://***@127.0.0.1/" in result.stdout, result.stdout
     assert_no_secret(Result(0, result.stdout, result.stdout + result.stderr, 0.0))
+
+
+# --------------------------------------------------------------------------- issue 11.4
+
+
+def test_a_secret_echoed_lower_cased_is_masked_in_logs_and_report(
+    log: dict[str, str], tmp_path: Path
+) -> None:
+    """A peer that quotes a secret back in another case: here a command's last line of output."""
+    report, config = tmp_path / "report.json", tmp_path / "pp.yaml"
+    script = 'echo "login refused for $(echo ${API_TOKEN} | tr A-Z a-z)"; exit 1'
+    config.write_text(f"targets: [{{name: login, command: [sh, -c, {json.dumps(script)}]}}]\n")
+    result = run(
+        {"API_TOKEN": f"{MARK}-Api-Key"}, ["--config", str(config), "--report", str(report)], log=log
+    )
+    assert result.code == 124, result.lines
+    assert "login refused for ***" in result.stderr, result.stderr  # the peer's words, the secret masked
+    assert_no_secret(result, f"{MARK}-api-key".lower())
+    assert f"{MARK}-api-key".lower() not in report.read_text()
+    [entry] = json.loads(report.read_text())["targets"]
+    assert "login refused for ***" in entry["last_error"], entry
+
+
+def test_a_short_secret_corrupts_no_field(log: dict[str, str], tmp_path: Path) -> None:
+    """HTTP_HEADERS=X-Debug=1 turned the time field into 2026-***2-02...; now the fields we write,
+    the address and the report are as they are."""
+    report = tmp_path / "report.json"
+    with HttpPeer() as peer:
+        url = f"http://127.0.0.1:{peer.port}/flaky/1/200"
+        env = {"TARGET_ADDRESS": url, "HTTP_HEADERS": "X-Debug=1", "PORTPATROL_TIMEOUT": "10s"}
+        result = run(env, ["--report", str(report)], log=log)
+        seen = peer.requests
+    assert result.code == 0, result.lines
+    assert seen[0].header_values("X-Debug") == ["1"]
+    assert "***" not in result.stderr + report.read_text(), result.stderr
+    records = result.records
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", r["time"]) for r in records), records
+    assert records[0]["msg"] == "Waiting for 127.0.0.1 to become ready..."
+    assert records[0]["target_address"] == url
+    assert records[1]["error"] == "status 503, expected 200", records[1]
+    assert records[-1]["msg"] == "127.0.0.1 is ready ✓"
+    [entry] = json.loads(report.read_text())["targets"]
+    assert (entry["name"], entry["address"]) == ("127.0.0.1", url)

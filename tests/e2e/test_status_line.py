@@ -11,6 +11,7 @@ import json
 import os
 import pty
 import select
+import signal
 import struct
 import subprocess
 import termios
@@ -35,9 +36,11 @@ def run_on_tty(
     columns: int = 200,
     timeout: float = 20,
     watch: Callable[[str], None] | None = None,
+    stop_when: str | None = None,
 ) -> TtyRun:
     """Run to the end with stderr on a terminal; `watch` sees all output so far after every read
-    (to start a late peer once the command has shown that it is waiting, whatever the machine's speed)."""
+    (to start a late peer once the command has shown that it is waiting, whatever the machine's speed).
+    Once the output holds `stop_when`, the command gets SIGTERM."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
     proc = subprocess.Popen(
@@ -58,6 +61,9 @@ def run_on_tty(
             if not chunk:
                 break
             received += chunk
+            if stop_when is not None and stop_when in received.decode("utf-8", "replace"):
+                proc.send_signal(signal.SIGTERM)
+                stop_when = None
             if watch is not None:
                 watch(received.decode("utf-8", "replace"))
         stdout, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))

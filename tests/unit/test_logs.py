@@ -3,15 +3,18 @@ secrets scrubbed."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import re
+import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portpatrol import logs
+from portpatrol import __version__, logs
 from portpatrol.events import AllReady, Failed, Ready, Waiting
 from portpatrol.kinds.http import HttpSpec
 from portpatrol.kinds.icmp import IcmpSpec
@@ -147,20 +150,22 @@ def test_all_ready_line_is_for_two_or_more() -> None:
 
 
 def test_secrets_scrubbed_everywhere_in_text_and_json() -> None:
+    # Issue 11.4: only long secrets (6+ characters) are looked for in a peer's text, as whole
+    # tokens; the short ones this test used to plant (t0k3n, k3y) garbled ordinary text instead.
     [target] = targets(
         {
-            "TARGET_ADDRESS": "https://admin:hunter2@api:8443/health?token=t0k3n&page=1",
+            "TARGET_ADDRESS": "https://admin:hunter2@api:8443/health?token=t0k3n-value&page=1",
             "TARGET_NAME": "api",
-            "HTTP_HEADERS": "Authorization=Bearer abc.def,X-Api-Key=k3y",
+            "HTTP_HEADERS": "Authorization=Bearer abc.def,X-Api-Key=k3y-value",
         }
     )
-    error = "server said hunter2 t0k3n Bearer abc.def k3y"  # a peer echoing secrets back
+    error = "server said hunter2 t0k3n-value Bearer abc.def k3y-value"  # a peer echoing secrets back
     events: list[object] = [Waiting(target), Failed(target, error, 1), Ready(target, 2, 1.0)]
     for json_lines in (False, True):
         written = lines(events, json_lines=json_lines, extra=True)
         assert len(written) == 3
         for line in written:
-            for secret in ("hunter2", "t0k3n", "abc.def", "k3y"):
+            for secret in ("hunter2", "t0k3n-value", "abc.def", "k3y-value"):
                 assert secret not in line
         record = parse_line(written[1])
         assert record["target_address"] == "https://***@api:8443/health?token=***&page=1"
@@ -256,3 +261,57 @@ def test_the_status_line_cannot_be_driven_by_a_name_or_a_reason() -> None:
     assert "\x1b[2J" not in text
     assert text.count("\n") == 1, text  # only the "is ready" line ends a line
     assert "db\\u001b[2J\\nfake ✓" in text
+
+
+def test_a_short_secret_leaves_the_fields_we_write_intact() -> None:
+    """Issue 11.4: HTTP_HEADERS=X-Debug=1 turned the time into 2026-***2-02...: a secret is masked
+    only where one can be (the peer's text in error=, the address as written), never in the time,
+    level, msg or the other fields we write, and a short one not even in the peer's text."""
+    [target] = targets({"TARGET_ADDRESS": "http://10.1.1.1:8081/v1", "HTTP_HEADERS": "X-Debug=1"})
+    assert "1" in target.secrets
+    events: list[object] = [Waiting(target), Failed(target, "HTTP 401 (1 of 1)", 1), Ready(target, 2, 1.0)]
+    for json_lines in (False, True):
+        written = [parse_line(line) for line in lines(events, json_lines=json_lines, extra=True)]
+        assert [record["time"] for record in written] == ["2024-07-12T12:44:41.494Z"] * 3
+        assert written[0]["msg"] == "Waiting for 10.1.1.1 to become ready..."
+        assert written[1]["error"] == "HTTP 401 (1 of 1)"
+        assert written[1]["target_address"] == "http://10.1.1.1:8081/v1"
+        assert (written[1]["interval"], written[1]["dial_timeout"]) == ("2s", "1s")
+        assert written[2]["version"] == __version__
+
+
+def test_a_secret_the_peer_echoes_in_another_case_is_masked() -> None:
+    [target] = targets({"TARGET_ADDRESS": "http://api:8080/", "HTTP_HEADERS": "X-Api-Key=Sk3cret-Api-Key"})
+    said = "unknown key sk3cret-api-key (expected SK3CRET-API-KEY's owner)"
+    for json_lines in (False, True):
+        [line] = lines([Failed(target, said, 1)], json_lines=json_lines)
+        assert parse_line(line)["error"] == "unknown key *** (expected ***'s owner)"
+
+
+def test_a_full_log_pipe_drops_lines_and_counts_them_once_it_drains() -> None:
+    """Issue 11.5: a log stream whose reader stopped (a full pipe) costs each write at most a few
+    milliseconds, never the deadline; the lines that found no room are counted in the next line."""
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(write, b"x" * 4096)
+    os.set_blocking(write, True)  # as a log stream normally is: a plain write would block forever
+    with open(write, "w", encoding="utf-8") as stream, open(read, "rb", buffering=0) as reader:
+        writer = LogWriter(stream, now=lambda: NOW)
+        started = time.monotonic()
+        for attempt in range(50):
+            writer(Failed(TCP, "connection refused", attempt))
+            writer.flush()
+        assert time.monotonic() - started < 5  # ~20 ms for the first line, nothing for the others
+        os.set_blocking(read, False)
+        while reader.read(65536):
+            pass  # drained
+        writer(Ready(TCP, 51, 1.0))
+        writer.flush()
+        shown = reader.read(65536).decode().splitlines()
+    assert shown == [
+        'time=2024-07-12T12:44:41.494Z level=WARN msg="50 log lines dropped '
+        '(the log stream was full: its reader had stopped)"',
+        'time=2024-07-12T12:44:41.494Z level=INFO msg="PostgreSQL is ready ✓"',
+    ]
