@@ -52,7 +52,9 @@ commands:
 ENVIRONMENT_HELP = """\
 environment variables (the original PortPatrol's; an empty variable counts as unset):
   TARGET_ADDRESS        what to wait for: host:port, tcp://host:port, http(s)://host[:port][/path],
-                        icmp://host, dns:NAME, dns://SERVER/NAME?type=A, file:///path, unix:///path
+                        icmp://host, postgres://, mysql://, redis(s)://, amqp(s)://, nats://,
+                        memcached://, grpc(s)://, dns:NAME, dns://SERVER/NAME?type=A, file:///path,
+                        unix:///path
   TARGET_NAME           name in the logs (default: the host of TARGET_ADDRESS)
   TARGET_CHECK_TYPE     tcp, http, https, icmp, grpc... (default: from the scheme, else tcp)
   CHECK_INTERVAL        pause after a failed attempt (default: 2s; durations like 500ms, 5s, 1m30s)
@@ -83,6 +85,11 @@ environment variables (the original PortPatrol's; an empty variable counts as un
   ICMP_READ_TIMEOUT     how long to wait for the echo reply (default: 1s)
   DNS_EXPECT, DNS_MATCH  dns targets: comma-separated values that must all be answered; a regex one must match
   FILE_NON_EMPTY, FILE_CONTAINS  file targets: ready when non-empty; when a regex is found in the first MiB
+  PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE, PGSSLROOTCERT, POSTGRES_QUERY  (docs/databases.md)
+  MYSQL_PWD, MYSQL_QUERY, MYSQL_SSL_MODE, MYSQL_SSL_CA  (docs/databases.md)
+  REDIS_USER, REDIS_PASSWORD (or REDISCLI_AUTH), REDIS_CA_FILE, REDIS_SKIP_TLS_VERIFY
+  NATS_USER, NATS_PASSWORD, NATS_TOKEN, NATS_CA_FILE, NATS_SKIP_TLS_VERIFY
+  AMQP_USER, AMQP_PASSWORD, AMQP_VHOST, AMQP_CA_FILE, AMQP_SKIP_TLS_VERIFY  (docs/queues-and-caches.md)
   PORTPATROL_CONFIG     the config file, as --config
   PORTPATROL_TIMEOUT    the overall deadline, as --timeout
 

@@ -78,3 +78,11 @@ def test_a_tcp_wait_loads_no_other_kind_and_validate_no_network_code() -> None:
     modules = set(loaded.stdout.split())
     assert "portpatrol.kinds.tcp" in modules
     assert not modules & {"portpatrol.kinds.http", "portpatrol.kinds.icmp"}
+
+
+def test_help_names_every_variable_of_every_kind() -> None:
+    from portpatrol import cli
+
+    named = {name for kind in kinds.every() for name in kind.ENV}
+    assert named
+    assert sorted(name for name in named if name not in cli.ENVIRONMENT_HELP) == []
