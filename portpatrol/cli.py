@@ -335,6 +335,9 @@ def _compile(
         collector.add("--no-env", "is for validate only (e.g. portpatrol validate --no-env --config FILE)")
     elif args.no_env:  # the file's shape and values without the environment: no variable is set
         environ = {}
+        from portpatrol import tls
+
+        tls.READ_FILES = False  # nor are the CA and certificate files it names mounted here
 
     def duration(where: str, text: str | None) -> float | None:
         # Shown only when it looks like a mistyped duration: `--timeout "$T" URL` with T empty

@@ -479,8 +479,10 @@ def tls_identity(block: Mapping[str, Any], verify: bool) -> Identity | None:
         raise BadValue(
             ("key_file",), "key_file needs cert_file (e.g. cert_file: client.crt, key_file: client.key)"
         )
+    from portpatrol import tls
+
     for key, path in files.items():
-        if path is None:
+        if path is None or not tls.READ_FILES:
             continue
         try:
             with open(path, "rb"):
@@ -488,8 +490,6 @@ def tls_identity(block: Mapping[str, Any], verify: bool) -> Identity | None:
         except OSError as error:
             raise BadValue((key,), f"cannot read {quote(path)}: {error.strerror or error}") from None
     import ssl
-
-    from portpatrol import tls
 
     def unusable(key: str, error: Exception) -> BadValue:
         reason = getattr(error, "reason", None)  # OpenSSL's words, e.g. KEY_VALUES_MISMATCH
@@ -500,7 +500,7 @@ def tls_identity(block: Mapping[str, Any], verify: bool) -> Identity | None:
             (key,), f"cannot use {quote(files[key] or '')}: {why} (e.g. PEM files made by openssl)"
         )
 
-    if files["ca_file"]:  # alone first, so a bad bundle is named as such
+    if files["ca_file"] and tls.READ_FILES:  # alone first, so a bad bundle is named as such
         try:
             ssl.create_default_context(cafile=files["ca_file"])
         except (OSError, ssl.SSLError) as error:

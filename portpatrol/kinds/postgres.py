@@ -254,7 +254,7 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
     if values.get("query") and login is None:
         raise BadValue(("query",), f"a query runs after a login: give a user, e.g. {EXAMPLE}", quoted=False)
     sslrootcert = values.get("sslrootcert")
-    if sslrootcert and sslrootcert != "system":
+    if sslrootcert and sslrootcert != "system" and _reads_files():
         # A CA file that cannot be read is a configuration error now, not a reason every attempt gives.
         try:
             with open(sslrootcert, "rb"):
@@ -273,6 +273,12 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
         sslmode=sslmode,
         sslrootcert=sslrootcert,
     )
+
+
+def _reads_files() -> bool:
+    from portpatrol import tls  # (ssl: only when a CA file is named)
+
+    return tls.READ_FILES
 
 
 def secrets(settings: Settings) -> frozenset[str]:

@@ -453,10 +453,11 @@ def test_compose_wrapper_waits_then_runs_the_command() -> None:
     entrypoint = web["entrypoint"]
     assert entrypoint[0] == "portpatrol"
     assert entrypoint[-1] == "--", "everything after -- is the command portpatrol becomes"
-    assert portpatrol_arguments(entrypoint[1:-1], services) == [Kind.TCP, Kind.HTTP]
+    assert portpatrol_arguments(entrypoint[1:-1], services) == [Kind.POSTGRES, Kind.REDIS, Kind.HTTP]
     plan = portpatrol_validate(entrypoint[1:-1], {})
     assert "deadline 2m" in plan, plan
-    assert plan_has(plan, "db", Kind.TCP), plan
+    assert plan_has(plan, "db", Kind.POSTGRES), plan
+    assert plan_has(plan, "cache", Kind.REDIS), plan
     assert plan_has(plan, "api", Kind.HTTP), plan
     assert web["command"], "the wrapped command"
     # The entrypoint replaces the image's own, so an init must reap and forward signals after the exec.
