@@ -419,6 +419,9 @@ def _compile(
             timing.interval if args.interval else own.interval,
             timing.dial_timeout if args.dial_timeout else own.dial_timeout,
             own.success_threshold,
+            timing.backoff_factor if args.backoff_factor else own.backoff_factor,
+            timing.max_interval if args.max_interval else own.max_interval,
+            args.invert,
         )
         try:
             targets += arguments.targets(args.targets, timing, environ, http_options)

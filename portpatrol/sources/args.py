@@ -116,10 +116,10 @@ def header_text(values: list[str]) -> str:
 
 
 def environment_timing(environ: Mapping[str, str], collector: Collector) -> Timing:
-    """CHECK_INTERVAL, DIAL_TIMEOUT and SUCCESS_THRESHOLD as argument targets take them (the
-    defaults; --interval and --dial-timeout win); each checked, so a wrong one is an error even
-    without TARGET_ADDRESS."""
-    from portpatrol.values import parse_duration, parse_threshold
+    """CHECK_INTERVAL, DIAL_TIMEOUT, SUCCESS_THRESHOLD, CHECK_BACKOFF_FACTOR and CHECK_MAX_INTERVAL
+    as argument targets take them (the defaults; the options win); each checked, so a wrong one is
+    an error even without TARGET_ADDRESS."""
+    from portpatrol.values import parse_backoff_factor, parse_duration, parse_threshold
 
     def where(key: str) -> str:
         return f"{key}={quote(mask_secrets(environ[key]))}"
@@ -131,7 +131,13 @@ def environment_timing(environ: Mapping[str, str], collector: Collector) -> Timi
         dial = collector.parse(where("DIAL_TIMEOUT"), environ["DIAL_TIMEOUT"], parse_duration)
     if environ.get("SUCCESS_THRESHOLD"):
         threshold = collector.parse(where("SUCCESS_THRESHOLD"), environ["SUCCESS_THRESHOLD"], parse_threshold)
-    return Timing(interval or 2.0, dial or 1.0, threshold or 1)
+    factor = ceiling = None
+    if environ.get("CHECK_BACKOFF_FACTOR"):
+        text = environ["CHECK_BACKOFF_FACTOR"]
+        factor = collector.parse(where("CHECK_BACKOFF_FACTOR"), text, parse_backoff_factor)
+    if environ.get("CHECK_MAX_INTERVAL"):
+        ceiling = collector.parse(where("CHECK_MAX_INTERVAL"), environ["CHECK_MAX_INTERVAL"], parse_duration)
+    return Timing(interval or 2.0, dial or 1.0, threshold or 1, factor or 1.0, ceiling)
 
 
 def check_http_environment(environ: Mapping[str, str]) -> None:

@@ -255,3 +255,13 @@ def test_when_every_address_fails_the_reason_names_each(tmp_path: Path) -> None:
     env = {"TARGET_ADDRESS": f"dual.pp.test:{port}", "DIAL_TIMEOUT": "1s", "CHECK_INTERVAL": "100ms"}
     run = run_window(env, 2.5, setup=setup, mount=True)
     assert f"[::1]:{port}: no answer within 1s; 127.0.0.1:{port}: connection refused" in run.errors, run.lines
+
+
+def test_argument_targets_take_backoff_from_the_environment_and_invert_from_the_flag() -> None:
+    env = {"CHECK_BACKOFF_FACTOR": "2", "CHECK_MAX_INTERVAL": "10s"}
+    result = run_portpatrol(env, ["validate", "--invert", "cache:6379"])
+    assert result.code == 0, result.stderr
+    assert "invert: ready once gone" in result.stdout
+    assert "backoff x2 up to 10s" in result.stdout
+    flags = run_portpatrol(env, ["validate", "--backoff-factor", "3", "cache:6379"])
+    assert "backoff x3 up to 10s" in flags.stdout  # the option wins, the variable fills the rest
