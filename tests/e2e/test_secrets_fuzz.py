@@ -43,6 +43,9 @@ def secrets(draw: st.DrawFn) -> Secret:
 USERINFO = ["{s}@", "user:{s}@", "{s}:@", "{s}:x-oauth-basic@", ":{s}@", "user:a {s}@", "user:{s}x@"]
 SCHEMES = ["http://", "https://", "tcp://", "", "http:/", "http:", "htp://", "HTTP://"]
 SCHEMES += ["postgres://", "redis://", "rediss://", "amqp://", "nats://", "mysql://", "memcached://"]
+# Schemes whose user info names a user (postgres://app@db is the user app), as libpq and the others read
+# it; for http, redis and nats a lone `S@` is a token or a password.
+USER_NAMED = ("postgres://", "mysql://", "amqp://")
 HOSTS = ["127.0.0.1:8080", "127.0.0.1", "127.0.0.1:99999", "127.0.0.1:x", "exam ple:80", "[::1", "[::1]:5432"]
 TAILS = ["", "/", "/health", "/?token={s}", "/x?page=1&password={s}", "/a b", "#frag"]
 
@@ -54,7 +57,10 @@ def addresses(draw: st.DrawFn, secret: str) -> str:
     tail = draw(st.sampled_from(TAILS))
     if not userinfo and "{s}" not in tail:
         userinfo = USERINFO[1]
-    text = draw(st.sampled_from(SCHEMES)) + userinfo + draw(st.sampled_from(HOSTS)) + tail
+    scheme = draw(st.sampled_from(SCHEMES))
+    if scheme in USER_NAMED and userinfo.startswith("{s}"):
+        userinfo = "user:{s}@"  # before the colon stands a user name there, which plans show by design
+    text = scheme + userinfo + draw(st.sampled_from(HOSTS)) + tail
     return text.format(s=secret)
 
 
