@@ -32,3 +32,23 @@ def context(
     if alpn:
         ctx.set_alpn_protocols(list(alpn))
     return ctx
+
+
+_shared: dict[tuple[bool, str | None], ssl.SSLContext] = {}  # one per trust setting, not per attempt
+
+
+def shared(verify: bool, ca_file: str | None, *, checking: bool = False) -> ssl.SSLContext:
+    """A client context kept for every later attempt of the same trust setting (loading a CA file
+    costs more than a whole conversation). `checking`: called from a kind's parse(), where a file
+    that cannot be used is a configuration error at its key; later it is an attempt's reason."""
+    from portpatrol.errors import BadValue, NotReady
+
+    key = (verify, ca_file)
+    if key not in _shared:
+        try:
+            _shared[key] = context(verify=verify, ca_file=ca_file)
+        except (ssl.SSLError, OSError) as error:
+            if checking:
+                raise BadValue(("ca_file",), f"cannot be used: {error} (e.g. a readable PEM file)") from None
+            raise NotReady(f"TLS cannot start: {error}") from None
+    return _shared[key]

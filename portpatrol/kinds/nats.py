@@ -18,7 +18,6 @@ from portpatrol.errors import BadValue, NotReady
 
 TYPE_CHECKING = False  # typing and collections.abc are for mypy only: a kind loads at start-up
 if TYPE_CHECKING:
-    import ssl
     from collections.abc import Mapping
     from typing import Any
 
@@ -152,7 +151,9 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
             raise BadValue(("skip_tls_verify",), "not true or false (e.g. true)") from None
     ca_file = block.get("ca_file") or None
     if ca_file is not None:
-        _context(not skip, ca_file, checking=True)
+        from portpatrol.tls import shared
+
+        shared(not skip, ca_file, checking=True)
     require_tls = ca_file is not None or bool(skip)
     return Settings(host, port or DEFAULT_PORT, user, password, token, ca_file, not skip, require_tls)
 
@@ -193,25 +194,6 @@ def attempt(settings: Settings, deadline: float, bound: float) -> None:
         wire.close()
 
 
-_contexts: dict[tuple[bool, str | None], ssl.SSLContext] = {}  # one per trust setting, not per attempt
-
-
-def _context(verify: bool, ca_file: str | None, checking: bool = False) -> ssl.SSLContext:
-    import ssl
-
-    from portpatrol import tls
-
-    key = (verify, ca_file)
-    if key not in _contexts:
-        try:
-            _contexts[key] = tls.context(verify=verify, ca_file=ca_file)
-        except (ssl.SSLError, OSError) as error:
-            if checking:  # at parse: the file is a configuration error, not a retry
-                raise BadValue(("ca_file",), f"cannot be used: {error} (e.g. a readable PEM file)") from None
-            raise NotReady(f"TLS cannot start: {error}") from None
-    return _contexts[key]
-
-
 def converse(wire: Wire, settings: Settings) -> None:
     """The whole conversation over a connected wire (TLS is started here if INFO asks): returns when
     ready."""
@@ -224,7 +206,9 @@ def converse(wire: Wire, settings: Settings) -> None:
     if settings.require_tls and not tls_on:
         raise NotReady("the server does not offer TLS (ca_file or skip_tls_verify asks for it)")
     if tls_on:
-        wire.start_tls(_context(settings.verify, settings.ca_file), settings.host)
+        from portpatrol.tls import shared  # (ssl: only for TLS)
+
+        wire.start_tls(shared(settings.verify, settings.ca_file), settings.host)
     options: dict[str, object] = {
         "verbose": False,
         "pedantic": False,

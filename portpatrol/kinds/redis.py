@@ -17,7 +17,6 @@ from portpatrol.model import Record, set_fields
 
 TYPE_CHECKING = False  # typing and collections.abc are for mypy only: a kind loads at start-up
 if TYPE_CHECKING:
-    import ssl
     from collections.abc import Mapping
     from typing import Any
 
@@ -163,7 +162,9 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
         key = "ca_file" if ca_file else "skip_tls_verify"
         raise BadValue((key,), "applies to rediss:// only (e.g. rediss://cache:6380)")
     if ca_file is not None:
-        _context(not skip, ca_file, checking=True)
+        from portpatrol.tls import shared
+
+        shared(not skip, ca_file, checking=True)
     return Settings(host, port or DEFAULT_PORT, db, tls, user, password or None, ca_file, not skip)
 
 
@@ -207,29 +208,12 @@ def attempt(settings: Settings, deadline: float, bound: float) -> None:
     wire = Wire(connect(settings.host, settings.port, deadline, bound, socket.socket), deadline, bound)
     try:
         if settings.tls:
-            wire.start_tls(_context(settings.verify, settings.ca_file), settings.host)
+            from portpatrol.tls import shared  # (ssl: only for TLS)
+
+            wire.start_tls(shared(settings.verify, settings.ca_file), settings.host)
         converse(wire, settings)
     finally:
         wire.close()
-
-
-_contexts: dict[tuple[bool, str | None], ssl.SSLContext] = {}  # one per trust setting, not per attempt
-
-
-def _context(verify: bool, ca_file: str | None, checking: bool = False) -> ssl.SSLContext:
-    import ssl
-
-    from portpatrol import tls
-
-    key = (verify, ca_file)
-    if key not in _contexts:
-        try:
-            _contexts[key] = tls.context(verify=verify, ca_file=ca_file)
-        except (ssl.SSLError, OSError) as error:
-            if checking:  # at parse: the file is a configuration error, not a retry
-                raise BadValue(("ca_file",), f"cannot be used: {error} (e.g. a readable PEM file)") from None
-            raise NotReady(f"TLS cannot start: {error}") from None
-    return _contexts[key]
 
 
 def converse(wire: Wire, settings: Settings) -> None:
