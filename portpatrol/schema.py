@@ -49,39 +49,7 @@ def common() -> dict[str, Any]:
                 "type": "object",
                 "additionalProperties": False,
                 "properties": {
-                    "interval": {
-                        "description": (
-                            "The pause after a failed attempt before the next one (like CHECK_INTERVAL). "
-                            "A duration: one or more pieces of a number and a unit, units ns, us, ms, s, "
-                            "m, h, e.g. 500ms, 2s, 1m30s. `${VAR}` and `${VAR:-default}` are replaced "
-                            "from the environment when the file is loaded."
-                        ),
-                        "$ref": "#/$defs/duration",
-                        "examples": ["2s", "500ms", "1m30s"],
-                        "default": "2s",
-                    },
-                    "dial_timeout": {
-                        "description": (
-                            "The bound on one whole attempt: resolving, connecting and, for HTTP, the "
-                            "response headers (like DIAL_TIMEOUT). A duration, e.g. 1s, 250ms. `${VAR}` "
-                            "and `${VAR:-default}` are replaced from the environment when the file is "
-                            "loaded."
-                        ),
-                        "$ref": "#/$defs/duration",
-                        "examples": ["1s", "250ms", "5s"],
-                        "default": "1s",
-                    },
-                    "success_threshold": {
-                        "description": (
-                            "How many consecutive successful attempts make the target ready (like "
-                            "SUCCESS_THRESHOLD). A whole number from 1 to 1000."
-                        ),
-                        "type": "integer",
-                        "minimum": 1,
-                        "maximum": 1000,
-                        "default": 1,
-                        "examples": [1, 3],
-                    },
+                    **_timing(),
                 },
                 "default": {},
                 "examples": [{"interval": "2s", "dial_timeout": "1s"}, {"success_threshold": 3}],
@@ -155,48 +123,49 @@ def common() -> dict[str, Any]:
                         "default": "tcp",
                         "examples": list(kinds.TYPES),
                     },
-                    "interval": {
-                        "description": (
-                            "The pause after a failed attempt before the next one (like CHECK_INTERVAL). "
-                            "A duration: one or more pieces of a number and a unit, units ns, us, ms, s, "
-                            "m, h, e.g. 500ms, 2s, 1m30s. `${VAR}` and `${VAR:-default}` are replaced "
-                            "from the environment when the file is loaded."
-                        ),
-                        "$ref": "#/$defs/duration",
-                        "examples": ["2s", "500ms", "1m30s"],
-                        "default": "2s",
-                    },
-                    "dial_timeout": {
-                        "description": (
-                            "The bound on one whole attempt: resolving, connecting and, for HTTP, the "
-                            "response headers (like DIAL_TIMEOUT). A duration, e.g. 1s, 250ms. `${VAR}` "
-                            "and `${VAR:-default}` are replaced from the environment when the file is "
-                            "loaded."
-                        ),
-                        "$ref": "#/$defs/duration",
-                        "examples": ["1s", "250ms", "5s"],
-                        "default": "1s",
-                    },
-                    "success_threshold": {
-                        "description": (
-                            "How many consecutive successful attempts make the target ready (like "
-                            "SUCCESS_THRESHOLD). A whole number from 1 to 1000."
-                        ),
-                        "type": "integer",
-                        "minimum": 1,
-                        "maximum": 1000,
-                        "default": 1,
-                        "examples": [1, 3],
-                    },
+                    **_timing(),
                 },
             },
         },
     }
 
 
-def _more_timing() -> dict[str, Any]:
-    """Backoff and invert: in `defaults` and in each target (issue 14)."""
+def _timing() -> dict[str, Any]:
+    """The timing keys: in `defaults` and in each target."""
     return {
+        "interval": {
+            "description": (
+                "The pause after a failed attempt before the next one (like CHECK_INTERVAL). "
+                "A duration: one or more pieces of a number and a unit, units ns, us, ms, s, "
+                "m, h, e.g. 500ms, 2s, 1m30s. `${VAR}` and `${VAR:-default}` are replaced "
+                "from the environment when the file is loaded."
+            ),
+            "$ref": "#/$defs/duration",
+            "examples": ["2s", "500ms", "1m30s"],
+            "default": "2s",
+        },
+        "dial_timeout": {
+            "description": (
+                "The bound on one whole attempt: resolving, connecting and, for HTTP, the "
+                "response headers (like DIAL_TIMEOUT). A duration, e.g. 1s, 250ms. `${VAR}` "
+                "and `${VAR:-default}` are replaced from the environment when the file is "
+                "loaded."
+            ),
+            "$ref": "#/$defs/duration",
+            "examples": ["1s", "250ms", "5s"],
+            "default": "1s",
+        },
+        "success_threshold": {
+            "description": (
+                "How many consecutive successful attempts make the target ready (like "
+                "SUCCESS_THRESHOLD). A whole number from 1 to 1000."
+            ),
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 1000,
+            "default": 1,
+            "examples": [1, 3],
+        },
         "backoff_factor": {
             "description": (
                 "How much each consecutive failure stretches the pause (like CHECK_BACKOFF_FACTOR): "
@@ -231,9 +200,7 @@ def _more_timing() -> dict[str, Any]:
 
 def build() -> dict[str, Any]:
     schema = common()
-    schema["properties"]["defaults"]["properties"] |= _more_timing()
     target = schema["$defs"]["target"]
-    target["properties"] |= _more_timing()
     # A target has an address, or (a command target) a command instead.
     del target["required"]
     target["oneOf"] = [{"required": ["address"]}, {"required": ["command"]}]
