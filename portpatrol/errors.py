@@ -51,4 +51,4 @@ class NotReady(PortpatrolError):
 
 
 class SetupError(PortpatrolError):
-    """The checks cannot run at all here (for example ICMP is not permitted)."""
+    """The checks cannot run at all here (for example a kind needs a socket this machine does not permit)."""

@@ -154,7 +154,7 @@ class Target(Record):
     @property
     def bound(self) -> float:
         """The longest one attempt may take: dial_timeout, and the settings' own `extra_time`
-        (e.g. ICMP's read timeout) where the kind has one."""
+        (a kind's extra_time, such as a reply's read timeout) where the kind has one."""
         extra: float = getattr(self.spec, "extra_time", 0.0)
         return self.timing.dial_timeout + extra
 

@@ -57,14 +57,14 @@ Optional hooks (a kind defines them only when it needs them):
 
 Blocks from the environment: parse() gets every value as a string (HTTP_HEADERS as
 `Name=value,...`); a kind tells string forms from YAML forms by their type. From a config file,
-the block's strings arrive with `${VAR}` already replaced; the loader checks the block's keys
-against SCHEMA, parse() its values (http and icmp still have key-by-key checks in sources/file.py).
+the loader (sources/file.py) has checked the block against SCHEMA first: parse() gets values of
+the types SCHEMA gives (a wrong type is reported before parse() runs), every string with `${VAR}`
+replaced. A value that breaks a pattern, bound or enum of SCHEMA still reaches parse(), whose
+message (the env source's) is the one shown; the schema's own words only when parse() accepts it.
 
 A kind without an address (`command`): SCHEMES = () and its line `"command": ()`; its NAME is a
-`type` all the same (a kind's NAME always selects it). NOT WIRED YET in the sources: a config
-target without `address` is refused (the schema requires it), and parse_address() needs an address.
-The plan: the target schema requires `address` or a kind's block that needs none, the file source
-then calls parse("", block) for `type: command`, and the name defaults to NAME.
+`type` all the same (a kind's NAME always selects it). A config target has `command: [...]`
+instead of an address; the file source calls parse("", {"argv": words}).
 
 Adding a kind: its module here, one line in KINDS below, tests, docs (docs/design.md).
 """

@@ -58,6 +58,7 @@ DEFS: dict[str, Any] = {
         "examples": ["Authorization", "Accept"],
     },
     "header_value": {
+        "title": "a header value",
         "description": (
             "A header value; never logged. No control characters. `${VAR}` and `${VAR:-default}` are "
             "replaced from the environment when the file is loaded."
@@ -85,6 +86,7 @@ SCHEMA: dict[str, Any] = {
             "examples": ["GET", "HEAD", "POST"],
         },
         "headers": {
+            "title": "a mapping of name to value (or a list of name and value)",
             "description": (
                 "Request headers (like HTTP_HEADERS), sent in the order written: a mapping of name to "
                 "value, or a list of {name, value} items to send one name twice (with "
@@ -402,20 +404,23 @@ def parse(text: str, block: Mapping[str, Any]) -> Settings:
     Reports every key's problem (an ExceptionGroup of BadValue), then the address's."""
     problems: list[ValueError] = []
 
-    def value(key: str, parser: Any, default: Any) -> Any:
+    def value(key: str, parser: Any, default: Any, typed: Any = None) -> Any:
+        """The value at `key`: text parsed by `parser`, a config file's typed value by `typed`."""
         if key not in block:
             return default
         raw = block[key]
         try:
-            return parser(raw) if isinstance(raw, str) else raw
+            return parser(raw) if isinstance(raw, str) else typed(raw) if typed else raw
         except ValueError as error:
             problems.append(BadValue((key,), str(error), quoted=key not in SECRET_KEYS))
             return default
 
     method = value("method", parse_method, "GET")
     allow = value("allow_duplicate_headers", parse_bool, False)
-    headers = value("headers", lambda t: parse_headers(t, allow), ())
-    expected = value("expected_status_codes", parse_status_codes, StatusCodes())
+    headers = value(
+        "headers", lambda t: parse_headers(t, allow), (), lambda h: _header_items(h, allow, problems)
+    )
+    expected = value("expected_status_codes", parse_status_codes, StatusCodes(), _status_code)
     skip = value("skip_tls_verify", parse_bool, False)
     follow = value("follow_redirects", parse_bool, None)
     max_redirects = value("max_redirects", parse_max_redirects, MAX_REDIRECTS)
@@ -461,6 +466,38 @@ def parse(text: str, block: Mapping[str, Any]) -> Settings:
         max_redirects,
         identity,
     )
+
+
+def _header_items(raw: Any, allow: bool, problems: list[ValueError]) -> tuple[tuple[str, str], ...]:
+    """Headers from a config file: a mapping of name to value, or a list of {name, value}.
+    Messages never show a value, nor a name that is not one (it may be a whole credential)."""
+    if isinstance(raw, tuple):  # already (name, value) pairs: the options' --header
+        return raw
+    pairs = list(raw.items()) if isinstance(raw, dict) else [(i["name"], i["value"]) for i in raw]
+    headers: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for index, (name, text) in enumerate(pairs):
+        where = ("headers", name) if isinstance(raw, dict) else ("headers", index)
+        if not is_token(name):
+            at = where if isinstance(where[-1], int) else ("headers",)
+            why = f"the header {bad_header_name(name)} (e.g. Authorization, X-Request-Id)"
+            problems.append(BadValue(at, why, quoted=False))
+        elif has_any(text, _HEADER_CONTROLS, spaces=False):
+            why = f"header {quote(name)} has a control character in its value"
+            problems.append(BadValue(where, why, quoted=False))
+        elif name.lower() in seen and not allow:
+            why = f"header {quote(name)} is given twice (set allow_duplicate_headers: true to send both)"
+            problems.append(BadValue(where, why, quoted=False))
+        else:
+            seen.add(name.lower())
+            headers.append((name, text.strip()))
+    return tuple(headers)
+
+
+def _status_code(code: int) -> StatusCodes:
+    if not 100 <= code <= 599:
+        raise ValueError(f"{code} is outside 100-599 (e.g. 200,301-302,500-502)")
+    return StatusCodes(((code, code),))
 
 
 def parse_max_redirects(text: str) -> int:

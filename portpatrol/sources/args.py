@@ -1,7 +1,7 @@
-"""Targets given as command-line arguments: `portpatrol db:5432 http://api:8080/healthz icmp://gw`.
+"""Targets given as command-line arguments: `portpatrol db:5432 http://api:8080/healthz redis://cache`.
 
 An argument target takes its settings, lowest first, from: the defaults; the environment
-variables of its kind (HTTP_METHOD, HTTP_EXPECT_JSON, ICMP_READ_TIMEOUT, GRPC_SERVICE...) and the
+variables of its kind (HTTP_METHOD, HTTP_EXPECT_JSON, POSTGRES_QUERY, GRPC_SERVICE...) and the
 timing variables (CHECK_INTERVAL, DIAL_TIMEOUT, SUCCESS_THRESHOLD), the same as TARGET_ADDRESS's
 target; the options (--method, --header, --expect-json, --interval...). A variable or option
 that is not valid is an error (exit 2) even when no target of its kind is given."""

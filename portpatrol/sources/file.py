@@ -1,54 +1,54 @@
 """Targets from a YAML config file, as described by schemas/portpatrol.schema.json.
 
-The schema is the one description of the format: key names, patterns, enums and bounds are read
-from it, so the loader accepts nothing the schema rejects (a property test proves it). Validating
-10,000 targets with jsonschema takes about a second, so the loader checks the document itself in
-one pass, which also gives better messages: every problem at once, with its file, line and JSON path.
+The schema is the one description of the format. The loader interprets it: the keys, types,
+patterns, bounds and enums of the common keys and of every kind's block are read from it, and
+nothing of a kind is written here (sources/yamlread.py reads the YAML). Its messages name the file,
+line and JSON path and give an example, every problem at once; property tests prove it accepts
+nothing jsonschema rejects. jsonschema itself costs ~110 ms to import, several times a wait's whole
+start-up, so only `portpatrol validate` runs it (schema_problems).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import json
-import math
 import re
 from collections.abc import Callable, Mapping
 from functools import cache
-from pathlib import Path
 from typing import Any, TypeVar
 
 from portpatrol import kinds
 from portpatrol.address import Address
 from portpatrol.errors import BadValue, ConfigError, Problem
-from portpatrol.kinds.http import StatusCodes, bad_header_name, parse_method, parse_status_codes
 from portpatrol.model import Kind, Plan, Target, Timing
 from portpatrol.schema import schema_text
 from portpatrol.sources import Collector, settings, target
+from portpatrol.sources.yamlread import SKIP, JsonPath, Map, Reader, Seq, json_path, kind_of
 from portpatrol.text import cut, mask_secrets, not_utf8, printable, quote, scrub
 from portpatrol.values import parse_backoff_factor, parse_duration, parse_threshold
 
 T = TypeVar("T")
-JsonPath = tuple[str | int, ...]
 
 # `${NAME}`, `${NAME:-default}`, the escape `$${` (a literal `${`), or a malformed `${`.
 _REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
 # After the last `}` no `${` can close, and matching _REFERENCE there rescans the rest of the text
 # from every `${` (quadratic: 80 KB of `${a:-` took 8 s, a 1 MB value minutes). There, this.
 _UNCLOSED = re.compile(r"\$\$\{|\$\{")
-# Durations, methods and status codes are short: what the schema's patterns check in bounded time.
+# Values checked by a pattern (durations, methods, status codes) are short: what the schema's
+# patterns check in bounded time.
 _MAX_CHECKED = 1024
 _MAX_CHECKED_REFERENCES = 16
-# Numbers in a config file are ports, counts and status codes: a few digits.
-_MAX_NUMBER = 100
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-# Aliases may repeat parts of a document, but not blow it up (the "billion laughs" attack):
-# values reached through aliases may number at most this plus ten per value written.
-_ALIAS_ALLOWANCE = 100_000
-# A real config is a few levels deep and well under a megabyte per 10,000 targets.
-_MAX_DEPTH = 32
 _MAX_BYTES = 16 * 1024 * 1024
+# JSON Schema's types, as a message names them.
+_TYPE_NAMES = {
+    "string": "a string",
+    "boolean": "true or false",
+    "integer": "a whole number",
+    "number": "a number",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "null",
+}
 
 
 @cache
@@ -83,7 +83,7 @@ def loads(
     no_env: bool = False,
 ) -> Plan:
     """The plan in a config document; `where` names it in messages."""
-    reader = _Reader(where)
+    reader = Reader(where)
     root = reader.read(data)
     plan = _Compiler(where, root, environ, reader.problems, no_env=no_env).plan()
     # The document already read: a second read of the path would find a pipe (`--config <(...)`,
@@ -95,11 +95,11 @@ def loads(
 
 def schema_problems(path: str) -> list[Problem]:
     """The published schema's own verdict on a file that loads, by jsonschema. `portpatrol
-    validate` adds it to the loader's one-pass checks, which the tests prove accept nothing the
-    schema rejects; the wait itself skips it (a second pass costs about 1 s per 10,000 targets).
-    Messages name the rule, never the value, which may be a secret."""
+    validate` adds it to the loader's checks, which the tests prove accept nothing the schema
+    rejects. Messages name the rule, never the value, which may be a secret."""
     where = printable(path)
-    return _schema_verdict(_Reader(where).read(Path(path).read_bytes()), where)
+    with open(path, "rb") as file:
+        return _schema_verdict(Reader(where).read(file.read()), where)
 
 
 def _schema_verdict(root: Any, where: str) -> list[Problem]:
@@ -109,311 +109,46 @@ def _schema_verdict(root: Any, where: str) -> list[Problem]:
     return [
         Problem(
             where,
-            f"{_json_path(tuple(error.absolute_path))}: rejected by the schema's {error.validator} rule",
+            f"{json_path(tuple(error.absolute_path))}: rejected by the schema's {error.validator} rule",
         )
         for error in errors
     ]
 
 
-# -- YAML to JSON values, keeping line numbers ---------------------------------------------------
-
-
-class _Map(dict[str, Any]):
-    """A mapping that remembers where it and each of its entries were written."""
-
-    __slots__ = ("line", "lines")
-
-    def __init__(self, line: int) -> None:
-        super().__init__()
-        self.line = line
-        self.lines: dict[str, tuple[int, int]] = {}  # key -> (line of the key, line of the value)
-
-
-class _Seq(list[Any]):
-    """A list that remembers where it and each of its items were written."""
-
-    __slots__ = ("line", "lines")
-
-    def __init__(self, line: int) -> None:
-        super().__init__()
-        self.line = line
-        self.lines: list[int] = []
-
-
-class _Skip:
-    """Stands for a value that was already reported as wrong, so it is not reported again."""
-
-
-_SKIP = _Skip()
-_TAG = "tag:yaml.org,2002:"
-
-
-class _Reader:
-    """Builds JSON values from the YAML parser's events: strings, numbers, booleans, null, lists
-    and mappings with string keys, nothing else. Working from events rather than composed nodes
-    halves the time for a big file; aliases share the value they refer to, so memory stays flat."""
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-        self.problems: list[tuple[int, Problem]] = []
-        # A frame per open collection: [container, anchor, pending key, line of the key, size,
-        # start mark], where size counts the values inside, aliases expanded.
-        self.stack: list[list[Any]] = []
-
-    def problem(self, mark: Any, message: str, *, at_path: bool = True) -> None:
-        line = mark.line + 1
-        if at_path:
-            steps: list[str | int] = []
-            for container, _, key, *_ in self.stack:
-                if isinstance(container, _Seq):
-                    steps.append(len(container))
-                elif isinstance(key, str):
-                    steps.append(key)
-            message = f"{_json_path(tuple(steps))}: {message}"
-        self.problems.append((line, Problem(f"{self.where}:{line}:{mark.column + 1}", message)))
-
-    def read(self, data: bytes | str) -> Any:
-        import yaml
-
-        loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        loader = loader_class(data)
-        try:
-            root = self._build(yaml, loader)
-        except yaml.MarkedYAMLError as error:
-            mark = error.problem_mark or error.context_mark
-            message = error.problem or error.context or "not valid YAML"
-            if error.context and error.context_mark and mark is not error.context_mark:
-                message += f" ({error.context} on line {error.context_mark.line + 1})"
-            if mark is None:
-                raise ConfigError([Problem(self.where, f"YAML syntax: {message}")]) from None
-            self.problem(mark, f"YAML syntax: {message}", at_path=False)
-            root = _SKIP
-        except yaml.reader.ReaderError as error:  # bad encoding, unprintable characters
-            problem = f"not a YAML file: {error.reason} (at byte {error.position})"
-            raise ConfigError([Problem(self.where, problem)]) from None
-        finally:
-            loader.dispose()
-        return root
-
-    def _build(self, yaml: Any, loader: Any) -> Any:
-        stack = self.stack
-        anchors: dict[str, tuple[Any, int]] = {}
-        root: Any = None  # an empty file
-        documents = 0
-        written = 0  # values written out in the file
-        expanded = 0  # values reached through aliases
-
-        def add(value: Any, mark: Any, size: int, text: str | None = None) -> None:
-            nonlocal root
-            line = mark.line + 1
-            if not stack:
-                root = value
-                return
-            frame = stack[-1]
-            frame[4] += size
-            container = frame[0]
-            if isinstance(container, _Seq):
-                container.append(value)
-                container.lines.append(line)
-            elif frame[2] is None:  # a key
-                frame[3] = line
-                frame[2] = _SKIP
-                if value is _SKIP:
-                    pass
-                elif not isinstance(value, str):
-                    self.problem(
-                        mark,
-                        "a key must be a string, not a list or mapping"
-                        if text is None
-                        else f"keys must be strings: quote {quote(text)}",
-                    )
-                elif value in container.lines:
-                    first = container.lines[value][0]
-                    self.problem(mark, f"duplicate key {quote(value)} (first on line {first})")
-                else:
-                    frame[2] = value
-            else:
-                key = frame[2]
-                frame[2] = None
-                if key is not _SKIP:
-                    container[key] = value
-                    container.lines[key] = (frame[3], line)
-
-        # Dispatch on the exact event class, most frequent first: this loop is most of the time
-        # spent on a big file.
-        scalar, alias = yaml.ScalarEvent, yaml.AliasEvent
-        starts = {yaml.MappingStartEvent: "map", yaml.SequenceStartEvent: "seq"}
-        ends = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
-        # Plain scalars whose first character starts no implicit type (null, bool, int, float,
-        # date...) are strings, like every quoted scalar.
-        typed_starts = frozenset(yaml.resolver.Resolver.yaml_implicit_resolvers)
-        while True:
-            event = loader.get_event()
-            kind = event.__class__
-            if kind is scalar:
-                written += 1
-                text = event.value
-                if event.tag is None and (not event.implicit[0] or text[:1] not in typed_starts):
-                    value = text
-                else:
-                    value = self._scalar(yaml, event)
-                if event.anchor is not None:
-                    anchors[event.anchor] = (value, 1)
-                add(value, event.start_mark, 1, text)
-            elif kind in starts:
-                if len(stack) >= _MAX_DEPTH:  # stop before the parser's cost grows with depth
-                    self.problem(event.start_mark, f"nested more than {_MAX_DEPTH} levels deep")
-                    return _SKIP
-                written += 1
-                line = event.start_mark.line + 1
-                container: _Map | _Seq = _Map(line) if kind is yaml.MappingStartEvent else _Seq(line)
-                if event.tag not in (None, "!", _TAG + starts[kind]):
-                    self._bad_tag(event)
-                stack.append([container, event.anchor, None, 0, 1, event.start_mark])
-            elif kind in ends:
-                container, anchor, _, _, size, start = stack.pop()
-                if anchor is not None:
-                    anchors[anchor] = (container, size)
-                add(container, start, size)
-            elif kind is alias:
-                written += 1
-                found = anchors.get(event.anchor)
-                if found is None:
-                    message = f"the alias *{event.anchor} refers to no anchor written before it"
-                    if any(frame[1] == event.anchor for frame in stack):
-                        message = f"the alias *{event.anchor} refers to a value that contains it"
-                    self.problem(event.start_mark, message)
-                    add(_SKIP, event.start_mark, 1)
-                    continue
-                value, size = found
-                expanded += size
-                if expanded > _ALIAS_ALLOWANCE + 10 * written:
-                    self.problem(
-                        event.start_mark,
-                        "aliases expand to too many values (a YAML alias bomb?); write the values out",
-                    )
-                    return _SKIP
-                add(value, event.start_mark, size)
-            elif kind is yaml.DocumentStartEvent:
-                documents += 1
-                if documents > 1:
-                    self.problem(event.start_mark, "a config file holds one YAML document, not several")
-                    return _SKIP
-            elif event is None or kind is yaml.StreamEndEvent:
-                return root
-
-    def _scalar(self, yaml: Any, event: Any) -> Any:
-        tag = event.tag
-        if tag is None or tag == "!":
-            tag = _resolve(yaml, event.value, event.implicit[0])
-        if tag in (_TAG + "str", _TAG + "value"):  # `value` is a lone `=`: text in JSON
-            return event.value
-        if tag == _TAG + "merge":
-            self.problem(
-                event.start_mark, "merge keys (<<) are not supported: use defaults, or write keys out"
-            )
-            return _SKIP
-        if tag not in (_TAG + "int", _TAG + "float", _TAG + "bool", _TAG + "null"):
-            return self._bad_tag(event, tag)
-        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
-        try:
-            if len(event.value) > _MAX_NUMBER and tag in (_TAG + "int", _TAG + "float"):
-                # No value here needs it, and a huge 0b..., 0x... or 1:2:3... (base 60) made an int
-                # that every message then failed to print (ValueError: over 4300 digits), or took
-                # quadratic time to build.
-                raise ValueError(f"{quote(event.value, 20)} is far too long (e.g. 3)")
-            value = yaml.constructor.SafeConstructor().construct_object(node)
-        except (yaml.YAMLError, ValueError) as error:
-            self.problem(event.start_mark, f"not a valid {tag.removeprefix(_TAG)}: {cut(str(error), 200)}")
-            return _SKIP
-        if isinstance(value, float) and not math.isfinite(value):
-            self.problem(event.start_mark, f"{event.value} is not a finite number, which JSON cannot hold")
-            return _SKIP
-        return value
-
-    def _bad_tag(self, event: Any, tag: str | None = None) -> _Skip:
-        tag = tag or event.tag
-        shown = "!!" + tag.removeprefix(_TAG) if tag.startswith(_TAG) else tag
-        if tag == _TAG + "timestamp":
-            message = f"{quote(event.value)} is read as a date; quote it to mean text"
-        else:
-            message = (
-                f"the tag {shown} is not allowed: a config file holds only strings, numbers, booleans, "
-                "null, lists and mappings"
-            )
-        self.problem(event.start_mark, message)
-        return _SKIP
-
-
-def _resolve(yaml: Any, value: str, plain: bool) -> str:
-    """The implicit tag of a scalar, as yaml's Resolver decides it (YAML 1.1: yes, on, 0x1F...)."""
-    if not plain:
-        return _TAG + "str"
-    resolvers = yaml.resolver.Resolver.yaml_implicit_resolvers.get(value[:1] or "", ())
-    for tag, regexp in resolvers:
-        if regexp.match(value):
-            return str(tag)
-    return _TAG + "str"
-
-
-# -- JSON values to targets --------------------------------------------------------------------
-
-
-def _json_path(path: JsonPath) -> str:
-    text = "$"
-    for step in path:
-        if isinstance(step, int):
-            text += f"[{step}]"
-        elif len(step) <= 80 and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", step):
-            text += f".{step}"
-        else:  # escaped as every quoted value (json.dumps leaves NEL and U+2028 raw), and cut
-            text += f"[{quote(step)}]"
-    return text
-
-
-def _kind_of(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "a list" if isinstance(value, list) else "a mapping"
-
-
-@dataclasses.dataclass(slots=True)
 class _Text:
     """A string value after `${...}` references were replaced, and what they were replaced by."""
 
-    value: str
-    secrets: frozenset[str]
+    __slots__ = ("secrets", "value")
+
+    def __init__(self, value: str, secrets: frozenset[str]) -> None:
+        self.value, self.secrets = value, secrets
 
 
-@dataclasses.dataclass(slots=True)
-class _Http:
-    """The http block, checked key by key; the keys are the block's (kinds/http.py SCHEMA)."""
+class _Block:
+    """What checking one kind's block against its schema found, for the kind's parse() and for
+    the messages about it. Keys are paths inside the block: ("headers", "Accept")."""
 
-    method: str
-    headers: tuple[tuple[str, str], ...]
-    expected_status_codes: StatusCodes
-    skip_tls_verify: bool
-    rest: dict[str, Any]  # the other keys (body, expect, TLS files...), for the kind's parse()
+    __slots__ = ("base", "deferred", "interpolated", "secret_keys", "written")
+
+    def __init__(self, base: int, secret_keys: frozenset[str]) -> None:
+        self.base = base  # the length of the block's own JSON path
+        self.secret_keys = secret_keys
+        self.written: dict[JsonPath, str] = {}  # key -> the text as written, before `${...}`
+        self.interpolated: dict[JsonPath, frozenset[str]] = {}  # key -> what `${...}` put in
+        # (JSON path, the schema's message, the value as written or None): problems that parse()
+        # may put better (see _Compiler.conform)
+        self.deferred: list[tuple[JsonPath, str, str | None]] = []
+
+    def shows(self, key: JsonPath) -> bool:
+        """Whether a value at `key` may be shown: never one of a secret key (a header value)."""
+        return not key or key[0] not in self.secret_keys
+
+    def defer(self, path: JsonPath, message: str, text: str | None = None) -> None:
+        self.deferred.append((path, message, text if self.shows(path[self.base :]) else None))
 
 
 # The keys of Timing, in a target and in defaults.
 TIMING_KEYS = ("interval", "dial_timeout", "success_threshold", "backoff_factor", "max_interval", "invert")
-_HTTP_REST = (
-    "body",
-    "expect",
-    "max_body",
-    "ca_file",
-    "cert_file",
-    "key_file",
-    "follow_redirects",
-    "max_redirects",
-)
 
 
 class _Compiler:
@@ -426,27 +161,18 @@ class _Compiler:
         *,
         no_env: bool = False,
     ) -> None:
-        """`problems` are those already found in the YAML; values they concern are `_SKIP`."""
+        """`problems` are those already found in the YAML; values they concern are `SKIP`."""
         self.no_env = no_env
         self.where = where
         self.root = root
         self.environ = environ
         self.problems = problems
+        self.paths: list[JsonPath] = []  # where each problem added here is, in the same order
         schema = _schema()
         self.defs: dict[str, Any] = schema["$defs"]
         self.top = schema
         self.target_schema = self.defs["target"]
-        http = self.target_schema["properties"]["http"]["properties"]
-        self.http_schema = http
         self.duration_re = re.compile(self.defs["duration"]["pattern"])
-        self.method_re = re.compile(http["method"]["pattern"])
-        codes = http["expected_status_codes"]["anyOf"]
-        self.codes_re = re.compile(codes[0]["pattern"])
-        self.code_bounds = (codes[1]["minimum"], codes[1]["maximum"])
-        self.header_name_re = re.compile(self.defs["header_name"]["pattern"])
-        self.header_value_re = re.compile(self.defs["header_value"]["pattern"])
-        threshold = self.target_schema["properties"]["success_threshold"]
-        self.threshold_bounds = (threshold["minimum"], threshold["maximum"])
         self.types: list[str] = self.target_schema["properties"]["type"]["enum"]
 
     # Where things are.
@@ -456,64 +182,78 @@ class _Compiler:
         node: Any = self.root
         line = getattr(node, "line", None)
         for depth, step in enumerate(path, 1):
-            if isinstance(node, _Map) and isinstance(step, str) and step in node.lines:
+            if isinstance(node, Map) and isinstance(step, str) and step in node.lines:
                 key_line, line = node.lines[step]
                 if key and depth == len(path):
                     return key_line
-            elif isinstance(node, _Seq) and isinstance(step, int) and step < len(node.lines):
+            elif isinstance(node, Seq) and isinstance(step, int) and step < len(node.lines):
                 line = node.lines[step]
             else:
                 return line
             node = node[step]
         return line
 
+    def _position(self, path: JsonPath) -> list[int]:
+        """Where `path` is in the document's order of keys and items."""
+        node: Any = self.root
+        found: list[int] = []
+        for step in path:
+            if isinstance(node, Map) and isinstance(step, str) and step in node:
+                found.append(list(node).index(step))
+            elif isinstance(node, Seq) and isinstance(step, int) and step < len(node):
+                found.append(step)
+            else:
+                break
+            node = node[step]
+        return found
+
     def add(self, path: JsonPath, message: str, *, key: bool = False, value: str | None = None) -> None:
         """A problem at `path`; `value` (the text as written, never an interpolated value) is quoted."""
         line = self._line(path, key)
         where = self.where if line is None else f"{self.where}:{line}"
-        shown = _json_path(path) if value is None else f"{_json_path(path)}={quote(mask_secrets(value))}"
+        shown = json_path(path) if value is None else f"{json_path(path)}={quote(mask_secrets(value))}"
         self.problems.append((line or 0, Problem(where, f"{shown}: {message}")))
+        self.paths.append(path)
 
     # Shapes.
 
-    def mapping(self, path: JsonPath, value: Any, schema: dict[str, Any]) -> _Map | None:
-        """`value` when it is a mapping with only known keys (unknown ones are reported and
-        dropped) and every required key; else None."""
-        if value is _SKIP:
+    def mapping(self, path: JsonPath, value: Any, schema: dict[str, Any]) -> Map | None:
+        """`value` when it is a mapping with every required key (its unknown keys reported, where
+        the schema allows none); else None."""
+        if value is SKIP:
             return None
-        if not isinstance(value, _Map):
-            self.add(path, f"expected a mapping, got {_kind_of(value)}")
+        if not isinstance(value, Map):
+            self.add(path, f"expected a mapping, got {kind_of(value)}")
             return None
-        known = schema["properties"]
-        for name in [name for name in value if name not in known]:
-            close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-            hint = f"did you mean {close[0]}?" if close else "expected one of " + ", ".join(known)
-            self.add((*path, name), f"unknown key ({hint})", key=True)
-        for name in schema.get("required", ()):
-            if name not in value:
-                self.add(path, f"{name} is required")
-        if any(name not in value for name in schema.get("required", ())):
-            return None
-        return value
+        if schema.get("additionalProperties", True) is False:
+            known = schema.get("properties", {})
+            for name in [name for name in value if name not in known]:
+                self.add((*path, name), f"unknown key ({_hint(name, known)})", key=True)
+        missing = [name for name in schema.get("required", ()) if name not in value]
+        for name in missing:
+            self.add(path, f"{name} is required")
+        return None if missing else value
 
     def string(self, path: JsonPath, value: Any, *, expected: str = "a string") -> str | None:
-        if value is _SKIP:
+        if value is SKIP:
             return None
         if not isinstance(value, str):
-            self.add(path, f"expected {expected}, got {_kind_of(value)}")
+            self.add(path, f"expected {expected}, got {kind_of(value)}")
             return None
         return value
 
     def boolean(self, path: JsonPath, value: Any) -> bool:
-        if value is _SKIP or isinstance(value, bool):
+        if value is SKIP or isinstance(value, bool):
             return value is True
         shown = f" ({quote(value)})" if isinstance(value, str) else ""
-        self.add(path, f"expected true or false, got {_kind_of(value)}{shown}")
+        self.add(path, f"expected true or false, got {kind_of(value)}{shown}")
         return False
 
-    def interpolate(self, path: JsonPath, text: str, *, show: bool = True) -> _Text | None:
+    def interpolate(
+        self, path: JsonPath, text: str, *, show: bool = True, schema: dict[str, Any] | None = None
+    ) -> _Text | None:
         """`text` with `${NAME}` and `${NAME:-default}` replaced from the environment. An empty
-        variable counts as unset, as everywhere in portpatrol."""
+        variable counts as unset, as everywhere in portpatrol. `schema` is the value's, if known."""
         if "${" not in text:
             return _Text(text, frozenset())
         secrets: set[str] = set()
@@ -541,7 +281,7 @@ class _Compiler:
                 missing.append(name)
                 return whole
             # written in the file, so no secret; or, under --no-env, a value valid at its key
-            return self.stand_in(path) if default is None else default
+            return self.stand_in(path, schema) if default is None else default
 
         close = text.rfind("}") + 1  # see _UNCLOSED
         value = _REFERENCE.sub(replace, text[:close]) + _UNCLOSED.sub(replace, text[close:])
@@ -561,15 +301,23 @@ class _Compiler:
             return None
         return _Text(value, frozenset(s for s in secrets if s))
 
-    @staticmethod
-    def stand_in(path: JsonPath) -> str:
+    def stand_in(self, path: JsonPath, schema: dict[str, Any] | None) -> str:
         """What an unset variable stands for under `validate --no-env`: a value valid at its key,
-        so the rest of the value is still checked (`${HOST}:99999` is still a wrong port). An
-        address shows the reference as written, as it always does (as_written)."""
-        key = next((step for step in reversed(path) if isinstance(step, str)), "")
-        if key in ("timeout", "interval", "dial_timeout", "read_timeout"):
+        so the rest of the value is still checked (`${HOST}:99999` is still a wrong port): 1s for a
+        duration; in a kind's block the schema's first example; else 1. An address shows the
+        reference as written, as it always does (as_written)."""
+        if schema is None:  # a common key
+            key = next((step for step in reversed(path) if isinstance(step, str)), "")
+            found = self.target_schema["properties"].get(key) or self.top["properties"].get(key, {})
+            return "1s" if self.is_duration(found) else "1"
+        if self.is_duration(schema):
             return "1s"
-        return {"expected_status_codes": "200", "method": "GET", "headers": "x"}.get(key, "1")
+        examples = self.resolve(schema).get("examples", ())
+        return next((e for e in examples if isinstance(e, str) and "${" not in e), "1")
+
+    def is_duration(self, schema: dict[str, Any]) -> bool:
+        branches = [self.resolve(branch) for branch in schema.get("anyOf", ())] or [self.resolve(schema)]
+        return any(branch.get("pattern") == self.duration_re.pattern for branch in branches)
 
     def checked(
         self,
@@ -587,10 +335,7 @@ class _Compiler:
         if text is None:
             return None
         if len(text) > _MAX_CHECKED or text.count("${") > _MAX_CHECKED_REFERENCES:
-            # The schema's `.*\$\{...\}.*` takes time quadratic in the length and the number of `${`
-            # (a 100 KB duration of `${a:-` took 10 s), and no such value is ever meant.
-            limits = f"at most {_MAX_CHECKED} characters and {_MAX_CHECKED_REFERENCES} ${{...}} references"
-            self.add(path, f"far too long for {expected} ({limits})", value=text)
+            self.add(path, f"far too long for {expected} ({_LIMITS})", value=text)
             return None
         if not pattern.search(text):
             try:
@@ -611,7 +356,7 @@ class _Compiler:
 
     def duration(self, path: JsonPath, value: Any) -> tuple[float, frozenset[str]] | None:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            self.add(path, f"{value} is a number, not a duration (use a unit, e.g. {value}s, 500ms, 1m30s)")
+            self.add(path, _number_for_duration(value))
             return None
         return self.checked(
             path,
@@ -623,18 +368,192 @@ class _Compiler:
         )
 
     def threshold(self, path: JsonPath, value: Any) -> int | None:
-        if value is _SKIP:
+        if value is SKIP:
             return None
         if isinstance(value, float) and value.is_integer():  # JSON Schema counts 3.0 as an integer
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            self.add(path, f"not a whole number from 1 to 1000 (e.g. 3), got {_kind_of(value)}")
+            self.add(path, f"not a whole number from 1 to 1000 (e.g. 3), got {kind_of(value)}")
             return None
         try:
             return parse_threshold(str(value))
         except ValueError as error:
             self.add(path, f"{error}, got {value}")
             return None
+
+    # A kind's block, by its schema.
+
+    def resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
+        """`schema` with its `$ref` (to `$defs`) put in place; its own keys win."""
+        while "$ref" in schema:
+            rest = {key: value for key, value in schema.items() if key != "$ref"}
+            schema = self.defs[schema["$ref"].removeprefix("#/$defs/")] | rest
+        return schema
+
+    def conform(self, path: JsonPath, value: Any, schema: dict[str, Any], block: _Block) -> Any:
+        """`value` checked against `schema` (the parts of JSON Schema the published schema uses),
+        its strings' `${...}` replaced: what the kind's parse() gets, or SKIP. A wrong shape (a
+        type, a missing or unknown key) is reported here, as parse() could not read the value; a
+        pattern, bound or enum that a value breaks is deferred: parse() says what is wrong in its
+        own words (the env source's), and the schema's words are used only if it does not."""
+        found = None if value is SKIP else self.typed(path, value, schema)
+        if found is None:
+            return SKIP
+        schema = found
+        if isinstance(value, Map):
+            return self.conform_mapping(path, value, schema, block)
+        if isinstance(value, Seq):
+            return self.conform_list(path, value, schema, block)
+        if isinstance(value, str):
+            return self.conform_text(path, value, schema, block)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = int(value) if schema.get("type") == "integer" else value
+            low, high = schema.get("minimum", value), schema.get("maximum", value)
+            if not low <= value <= high:
+                block.defer(path, f"{value} is outside {low}-{high}{_example(schema)}")
+        return value
+
+    def typed(self, path: JsonPath, value: Any, schema: dict[str, Any]) -> dict[str, Any] | None:
+        """The schema that applies to `value` (`$ref` resolved, the branch of an `anyOf` that has
+        its type), or None when the value's type is wrong (reported)."""
+        schema = self.resolve(schema)
+        if "anyOf" in schema:
+            branches = [self.resolve(branch) for branch in schema["anyOf"]]
+            chosen = next((branch for branch in branches if _has_type(value, branch["type"])), None)
+            if chosen is None:
+                either = " or ".join(_TYPE_NAMES[branch["type"]] for branch in branches)
+                self.add(path, f"expected {schema.get('title', either)}, got {kind_of(value)}")
+                return None
+            schema = {key: item for key, item in schema.items() if key != "anyOf"} | chosen
+        if "type" in schema and not _has_type(value, schema["type"]):
+            self.add(path, self.mismatch(value, schema))
+            return None
+        return schema
+
+    def conform_list(self, path: JsonPath, value: Seq, schema: dict[str, Any], block: _Block) -> Any:
+        items = schema.get("items", {})
+        found = [self.conform((*path, index), item, items, block) for index, item in enumerate(value)]
+        if len(value) < schema.get("minItems", 0):
+            block.defer(path, f"needs at least {schema['minItems']} item(s){_example(schema)}")
+        return [item for item in found if item is not SKIP]
+
+    def conform_mapping(self, path: JsonPath, value: Map, schema: dict[str, Any], block: _Block) -> Any:
+        found = self.mapping(path, value, schema)
+        if found is None:
+            return SKIP
+        properties = schema.get("properties", {})
+        others = schema.get("additionalProperties", True)
+        names = self.resolve(schema.get("propertyNames", {}))
+        result: dict[str, Any] = {}
+        for name, item in found.items():
+            if name not in properties and others is False:
+                continue  # reported by mapping()
+            if "pattern" in names and not _compiled(names["pattern"]).search(name):
+                # at the mapping: a name in the JSON path would be shown, and it may be a secret
+                # (curl's `Authorization: Basic ...` written as a header's name)
+                block.defer(path, f"a key that is not valid here{_example(names)}")
+            conformed = self.conform((*path, name), item, properties.get(name, others or {}), block)
+            if conformed is SKIP and name in schema.get("required", ()):
+                return SKIP
+            if conformed is not SKIP:
+                result[name] = conformed
+        if len(found) > schema.get("maxProperties", len(found)):
+            block.defer(path, f"has more than {schema['maxProperties']} keys{_example(schema)}")
+        return result
+
+    def conform_text(self, path: JsonPath, text: str, schema: dict[str, Any], block: _Block) -> Any:
+        key = path[block.base :]
+        show = block.shows(key)
+        pattern = schema.get("pattern")
+        if pattern is not None:
+            if len(text) > _MAX_CHECKED or text.count("${") > _MAX_CHECKED_REFERENCES:
+                # the schema's `.*\$\{...\}.*` takes time quadratic in the length and in the number
+                # of `${` (a 100 KB duration of `${a:-` took 10 s), and no such value is ever meant
+                self.add(path, f"far too long ({_LIMITS})", value=text if show else None)
+                return SKIP
+            if not _compiled(pattern).search(text):
+                block.defer(path, f"not valid here{_example(schema)}", text)
+        if len(text) < schema.get("minLength", 0):
+            block.defer(path, "must not be empty")
+        if "enum" in schema and text not in schema["enum"]:
+            block.defer(path, f"not one of {', '.join(schema['enum'])}", text)
+        resolved = self.interpolate(path, text, show=show, schema=schema)
+        if resolved is None:
+            return SKIP
+        block.written[key] = text
+        if resolved.secrets:
+            block.interpolated[key] = resolved.secrets
+        return resolved.value
+
+    def mismatch(self, value: Any, schema: dict[str, Any]) -> str:
+        """What is wrong with a value of the wrong JSON type."""
+        got = kind_of(value)
+        wanted = schema["type"]
+        if wanted == "boolean":
+            shown = f" ({quote(value)})" if isinstance(value, str) else ""
+            return f"expected true or false, got {got}{shown}"
+        if wanted == "string" and isinstance(value, (int, float)):
+            if schema.get("pattern") == self.duration_re.pattern and not isinstance(value, bool):
+                return _number_for_duration(value)
+            return f"{schema.get('title', 'the value')} must be a string, got {got} (quote it)"
+        return f"expected {schema.get('title', _TYPE_NAMES[wanted])}, got {got}"
+
+    def kind_settings(  # noqa: PLR0917 (what target() found so far)
+        self,
+        path: JsonPath,
+        name: str,
+        item: Map,
+        text: str,
+        template: str | None,
+        secrets: set[str],
+    ) -> Any:
+        """The settings of a target of kind `name` from its address (`text`) and its block, checked
+        against the schema, then by the kind's parse(), with what the environment adds (the proxy
+        of a URL); None after a problem. A kind's BadValue is added at its key in the block. With
+        no `template`, the address was wrong and is reported already: only the block is checked."""
+        module = kinds.module(name)
+        where = (*path, name)
+        block = _Block(len(where), module.SECRET_KEYS)
+        first = len(self.paths)
+        values: Any = {}
+        if name in item and module.SCHEMA is not None:
+            values = self.conform(where, item[name], self.target_schema["properties"][name], block)
+        for found in block.interpolated.values():
+            secrets |= found
+        spec = None
+        reported: list[JsonPath] = []
+        if values is not SKIP:
+
+            def at(error: BadValue) -> str:
+                reported.append(error.key)
+                shown = block.written.get(error.key) if error.quoted else None
+                inside = [s for key, s in block.interpolated.items() if key[: len(error.key)] == error.key]
+                message = _hide(str(error), frozenset().union(*inside), (*error.key, shown))
+                self.add((*where, *error.key), message, value=shown)
+                return ""
+
+            collector = Collector()
+            address = (lambda: "address") if template is not None else None
+            spec = settings(module, text, values, self.environ, collector, at, address)
+            for problem in collector.problems:
+                if problem.where == "address":  # the kind's parse() found the address wrong
+                    self.add((*path, "address"), problem.message, value=template)  # as written
+                elif problem.where:  # the environment's problems (a proxy variable) are the address's
+                    self.add((*path, "address"), f"{problem.where}: {problem.message}")
+        for place, message, shown in block.deferred:
+            key = place[block.base :]
+            if not any(key[: len(other)] == other or other[: len(key)] == key for other in reported):
+                self.add(place, message, value=shown)
+                spec = None
+        # A block's problems in the order they are written, wherever they were found.
+        if len(self.paths) - first > 1:
+            added = sorted(
+                zip(self.problems[-(len(self.paths) - first) :], self.paths[first:], strict=True),
+                key=lambda pair: (pair[0][0], self._position(pair[1])),
+            )
+            self.problems[-len(added) :] = [problem for problem, _ in added]
+            self.paths[first:] = [place for _, place in added]
+        return spec
 
     # The document.
 
@@ -663,12 +582,12 @@ class _Compiler:
                         timing[key] = parsed
                         shared |= parsed[1]
         targets: list[Target] = []
-        raw = root.get("targets", _SKIP) if isinstance(root, _Map) else _SKIP
-        if isinstance(raw, _Seq) and not raw:
+        raw = root.get("targets", SKIP) if isinstance(root, Map) else SKIP
+        if isinstance(raw, Seq) and not raw:
             self.add(("targets",), "needs at least one target, e.g. targets: [{address: db:5432}]")
-        elif raw is not _SKIP and not isinstance(raw, _Seq):
-            self.add(("targets",), f"expected a list of targets, got {_kind_of(raw)}")
-        elif isinstance(raw, _Seq):
+        elif raw is not SKIP and not isinstance(raw, Seq):
+            self.add(("targets",), f"expected a list of targets, got {kind_of(raw)}")
+        elif isinstance(raw, Seq):
             for index, item in enumerate(raw):
                 found_target = self.target(("targets", index), item, timing, shared)
                 if found_target is not None:
@@ -686,16 +605,16 @@ class _Compiler:
             return None if count is None else (count, frozenset())
         if key == "invert":
             flag = self.boolean(path, value)
-            return None if value is _SKIP or not isinstance(value, bool) else (flag, frozenset())
+            return None if value is SKIP or not isinstance(value, bool) else (flag, frozenset())
         if key == "backoff_factor":
             return self.factor(path, value)
         return self.duration(path, value)
 
     def factor(self, path: JsonPath, value: Any) -> tuple[float, frozenset[str]] | None:
-        if value is _SKIP:
+        if value is SKIP:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.add(path, f"expected a number from 1 to 100 (e.g. 2), got {_kind_of(value)}")
+            self.add(path, f"expected a number from 1 to 100 (e.g. 2), got {kind_of(value)}")
             return None
         try:
             return parse_backoff_factor(repr(float(value))), frozenset()
@@ -752,35 +671,25 @@ class _Compiler:
                 address = kinds.parse_address(resolved.value, check_type, "type")
             except ValueError as error:
                 self.add(address_path, _hide(str(error), resolved.secrets), value=template)
-        # The settings blocks are checked even when the address is wrong: every problem at once.
-        is_http = "http" in item or (address is not None and address.kind is Kind.HTTP)
-        http = self.http_settings(path, item, secrets) if is_http else None
-        read_timeout = self.icmp_settings(path, item, secrets)
+        # The kind's block is checked even when the address is wrong: every problem at once.
+        intended = address.kind if address is not None else kinds.intended_kind(template or "", check_type)
+        spec = None
+        if intended is not None:
+            text = resolved.value if resolved is not None else template or ""
+            known = template if address is not None else None
+            text = address.url or text if address is not None else text
+            spec = self.kind_settings(path, intended.value.lower(), item, text, known, secrets)
         if address is None or template is None or resolved is None:
             return None
         for other in kinds.KINDS:  # a block of another kind than the target's
-            if other not in item or other == "command":
+            if other not in item or other == "command" or Kind(other.upper()) is address.kind:
                 continue
-            kind = Kind(other.upper())
-            if address.kind is not kind:
-                self.add(
-                    (*path, other),
-                    f"only for {kind.value} targets, and this one is {address.kind.value} "
-                    f"(from its address{' and type' if check_type else ''})",
-                    key=True,
-                )
-        block: dict[str, Any] | None = {}
-        own = address.kind.value.lower()
-        if address.kind is Kind.HTTP and http is not None:
-            block = {field.name: getattr(http, field.name) for field in dataclasses.fields(http)}
-            block |= block.pop("rest")
-        elif address.kind is Kind.ICMP and read_timeout is not None:
-            block = {"read_timeout": read_timeout}
-        elif address.kind not in (Kind.HTTP, Kind.ICMP) and own in item:
-            block = self.block((*path, own), item[own], secrets)
-        if block is None:
-            return None
-        spec = self.settings(path, address, resolved.value, block, template)
+            self.add(
+                (*path, other),
+                f"only for {other.upper()} targets, and this one is {address.kind.value} "
+                f"(from its address{' and type' if check_type else ''})",
+                key=True,
+            )
         if len(self.problems) > count or spec is None:
             return None
         if resolved.value != template:
@@ -791,7 +700,7 @@ class _Compiler:
     def command_target(  # noqa: PLR0917 (what target() found so far)
         self,
         path: JsonPath,
-        item: _Map,
+        item: Map,
         check_type: str | None,
         name: str | None,
         timing: dict[str, tuple[Any, frozenset[str]]],
@@ -816,8 +725,8 @@ class _Compiler:
                     (*path, other), "only for targets of that kind, and this one runs a command", key=True
                 )
         raw = item["command"]
-        if not isinstance(raw, _Seq) or not raw:
-            self.add(where, f"expected a list of words, e.g. [pg_isready, -h, db], got {_kind_of(raw)}")
+        if not isinstance(raw, Seq) or not raw:
+            self.add(where, f"expected a list of words, e.g. [pg_isready, -h, db], got {kind_of(raw)}")
             return None
         words: list[str] = []
         for index, word in enumerate(raw):
@@ -838,52 +747,6 @@ class _Compiler:
         values = {key: found[0] for key, found in timing.items()}
         return target(address, name, Timing(**values), spec, frozenset(secrets))
 
-    def block(self, path: JsonPath, raw: Any, secrets: set[str]) -> dict[str, Any] | None:
-        """A kind's block, its keys checked against the kind's SCHEMA and `${...}` replaced in its
-        strings; the kind's parse() checks the values (a kind's own keys, see kinds/__init__.py)."""
-        found = self.mapping(path, raw, self.target_schema["properties"][str(path[-1])])
-        if found is None:
-            return None
-        block: dict[str, Any] = {}
-        for key, value in found.items():
-            block[key] = value
-            if isinstance(value, str):
-                text = self.interpolate((*path, key), value)
-                if text is None:
-                    return None
-                secrets |= text.secrets
-                block[key] = text.value
-        return block
-
-    def settings(
-        self, path: JsonPath, address: Address, written: str, block: dict[str, Any], template: str
-    ) -> Any:
-        """The kind's settings, with what the environment adds (e.g. the proxy for the URL).
-        A kind's BadValue is added at its key in the kind's block."""
-        collector = Collector()
-        name = address.kind.value.lower()
-
-        def where(error: BadValue) -> str:
-            key = (*path, name, *error.key)
-            self.add(key, str(error), value=_written(block, error.key) if error.quoted else None)
-            return ""
-
-        spec = settings(
-            kinds.module(name),
-            address.url or written,
-            block,
-            self.environ,
-            collector,
-            where,
-            lambda: "address",
-        )
-        for problem in collector.problems:
-            if problem.where == "address":  # the kind's parse() found the address wrong
-                self.add((*path, "address"), problem.message, value=template)  # never the interpolated one
-            elif problem.where:  # the environment's problems (a proxy variable) are the address's
-                self.add((*path, "address"), f"{problem.where}: {problem.message}")
-        return spec
-
     def as_written(
         self, template: str, check_type: str | None, address: Address, secrets: frozenset[str]
     ) -> Address:
@@ -899,147 +762,18 @@ class _Compiler:
         # scrubbing it of them too hid `1` in `:15672` when a password was `1`.
         return address.replace(display=written.display, host=written.host)
 
-    def icmp_settings(self, path: JsonPath, item: _Map, secrets: set[str]) -> float | None:
-        """The read timeout of the `icmp` block, if it sets one."""
-        schema = self.target_schema["properties"]["icmp"]
-        settings = self.mapping((*path, "icmp"), item["icmp"], schema) if "icmp" in item else None
-        if settings is not None and "read_timeout" in settings:
-            found = self.duration((*path, "icmp", "read_timeout"), settings["read_timeout"])
-            if found is not None:
-                secrets |= found[1]
-                return found[0]
-        return None
 
-    def http_settings(self, path: JsonPath, item: _Map, secrets: set[str]) -> _Http | None:
-        """The `http` block (or its defaults), or None when it is wrong."""
-        http_path = (*path, "http")
-        settings = self.mapping(
-            http_path, item.get("http", _Map(0)), self.target_schema["properties"]["http"]
-        )
-        if settings is None:
-            return None
-        method = "GET"
-        if "method" in settings:
-            found = self.checked(
-                (*http_path, "method"),
-                settings["method"],
-                self.method_re,
-                parse_method,
-                fallback="not an HTTP method (e.g. GET, HEAD, POST)",
-                expected="an HTTP method such as GET",
-            )
-            if found is not None:
-                method = found[0]
-                secrets |= found[1]
-        expected = StatusCodes()
-        if "expected_status_codes" in settings:
-            codes = self.status_codes(
-                (*http_path, "expected_status_codes"), settings["expected_status_codes"]
-            )
-            if codes is not None:
-                expected = codes[0]
-                secrets |= codes[1]
-        allow = self.boolean(
-            (*http_path, "allow_duplicate_headers"), settings.get("allow_duplicate_headers", False)
-        )
-        headers = self.headers((*http_path, "headers"), settings.get("headers", _Map(0)), allow, secrets)
-        skip = self.boolean((*http_path, "skip_tls_verify"), settings.get("skip_tls_verify", False))
-        rest: dict[str, Any] = {}
-        for key in _HTTP_REST:  # values the kind's parse() checks; `${...}` replaced in strings
-            if key in settings and settings[key] is not _SKIP:
-                value = settings[key]
-                if isinstance(value, str):
-                    text = self.interpolate((*http_path, key), value)
-                    if text is None:
-                        continue
-                    secrets |= text.secrets
-                    value = text.value
-                rest[key] = value
-        return _Http(method, headers, expected, skip, rest)
-
-    def status_codes(self, path: JsonPath, value: Any) -> tuple[StatusCodes, frozenset[str]] | None:
-        if isinstance(value, int) and not isinstance(value, bool):
-            low, high = self.code_bounds
-            if low <= value <= high:
-                return StatusCodes(((value, value),)), frozenset()
-            self.add(path, f"{value} is outside {low}-{high} (e.g. 200,301-302,500-502)")
-            return None
-        return self.checked(
-            path,
-            value,
-            self.codes_re,
-            parse_status_codes,
-            fallback="not a list of status codes (e.g. 200,301-302,500-502)",
-            expected="status codes such as 200 or 200,301-302",
-        )
-
-    def headers(
-        self, path: JsonPath, value: Any, allow: bool, secrets: set[str]
-    ) -> tuple[tuple[str, str], ...]:
-        """Header values are never quoted in a message: they may be credentials."""
-        pairs: list[tuple[JsonPath, Any, Any]] = []
-        if isinstance(value, _Map):
-            pairs = [((*path, name), name, item) for name, item in value.items()]
-        elif isinstance(value, _Seq):
-            item_schema = self.http_schema["headers"]["anyOf"][1]["items"]
-            for index, entry in enumerate(value):
-                checked = self.mapping((*path, index), entry, item_schema)
-                if checked is not None:
-                    pairs.append(((*path, index), checked["name"], checked["value"]))
-        elif value is not _SKIP:
-            self.add(
-                path,
-                f"expected a mapping of name to value (or a list of name and value), got {_kind_of(value)}",
-            )
-        headers: list[tuple[str, str]] = []
-        seen: set[str] = set()
-        for where, name, text in pairs:
-            if not isinstance(name, str) or not self.header_name_re.search(name):
-                at = where if isinstance(where[-1], int) else path  # the JSON path would show the name
-                why = bad_header_name(name) if isinstance(name, str) else f"has {_kind_of(name)} as its name"
-                self.add(at, f"the header {why} (e.g. Authorization, X-Request-Id)")
-                continue
-            if not isinstance(text, str):
-                self.add(where, f"a header value must be a string, got {_kind_of(text)} (quote it)")
-                continue
-            if not self.header_value_re.search(text):
-                self.add(where, f"header {quote(name)} has a control character in its value")
-                continue
-            resolved = self.interpolate(where, text, show=False)
-            if resolved is None:
-                continue
-            if _CONTROL.search(resolved.value):
-                self.add(where, f"header {quote(name)} has a control character in its value")
-                continue
-            if name.lower() in seen and not allow:
-                self.add(
-                    where,
-                    f"header {quote(name)} is given twice (set allow_duplicate_headers: true to send both)",
-                )
-                continue
-            seen.add(name.lower())
-            secrets |= resolved.secrets
-            headers.append((name, resolved.value.strip()))
-        return tuple(headers)
-
-
-def _written(block: Mapping[str, Any], key: tuple[str | int, ...]) -> str | None:
-    """The value at `key` in a block, when it is text (shown beside a message about it)."""
-    value: Any = block
-    for step in key:
-        try:
-            value = value[step]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return value if isinstance(value, str) else None
-
-
-def _hide(message: str, secrets: frozenset[str]) -> str:
+def _hide(message: str, secrets: frozenset[str], written: tuple[object, ...] = ()) -> str:
     """A parser's message about an interpolated value: whatever it quotes may be (part of) a
-    secret, cut or escaped by `quote`, so every quoted text goes, and any secret left over."""
+    secret, cut or escaped by `quote`, so every quoted text goes but what the file itself holds
+    (`written`: a key, the text as written), and any secret left over."""
     if not secrets:
         return message
-    return scrub(_QUOTED.sub('"***"', message), secrets)
+
+    def hidden(match: re.Match[str]) -> str:
+        return match.group(0) if match.group(0)[1:-1] in written else '"***"'
+
+    return scrub(_QUOTED.sub(hidden, message), secrets)
 
 
 def _host_of(template: str) -> str:
@@ -1052,3 +786,43 @@ def _host_of(template: str) -> str:
     else:
         host = re.sub(r":(?:[0-9]*|\$\{[^}]*\})$", "", hostport)
     return host or template
+
+
+def _has_type(value: Any, kind: str) -> bool:
+    """Whether a JSON value is of a JSON Schema type (3.0 is an integer, true is not)."""
+    if isinstance(value, bool):
+        return kind == "boolean"
+    if isinstance(value, int | float):
+        return kind == "number" or (kind == "integer" and float(value).is_integer())
+    if isinstance(value, str):
+        return kind == "string"
+    if isinstance(value, list):
+        return kind == "array"
+    if isinstance(value, dict):
+        return kind == "object"
+    return kind == "null" and value is None
+
+
+@cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _example(schema: Mapping[str, Any]) -> str:
+    """` (e.g. ...)` from a schema's first example, or nothing."""
+    examples = schema.get("examples")
+    return f" (e.g. {json.dumps(examples[0], ensure_ascii=False)})" if examples else ""
+
+
+def _hint(name: str, known: Mapping[str, Any]) -> str:
+    import difflib  # ~2 ms, only for a file that has a wrong key
+
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"did you mean {close[0]}?" if close else "expected one of " + ", ".join(known)
+
+
+def _number_for_duration(value: float) -> str:
+    return f"{value} is a number, not a duration (use a unit, e.g. {value}s, 500ms, 1m30s)"
+
+
+_LIMITS = f"at most {_MAX_CHECKED} characters and {_MAX_CHECKED_REFERENCES} ${{...}} references"

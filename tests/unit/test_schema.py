@@ -371,3 +371,51 @@ def test_documents_of_valid_values_are_accepted_by_both(document: Any) -> None:
 def test_both_reject_what_the_schema_describes_as_wrong(document: Any) -> None:
     assert not VALIDATOR.is_valid(document)
     assert not _loader_accepts(document)
+
+
+# --------------------------------------------------------------------------- every kind's block
+
+# One address of each kind that has a block (nothing is looked up or connected when a file loads).
+KIND_ADDRESSES = {
+    "http": "http://api:8080/healthz",
+    "icmp": "icmp://gw",
+    "dns": "dns:db.example.test",
+    "file": "file:///tmp/ready",
+    "redis": "redis://cache:6379",
+    "nats": "nats://queue:4222",
+    "memcached": "memcached://cache:11211",
+    "amqp": "amqp://mq:5672",
+    "grpc": "grpc://api:50051",
+    "postgres": "postgres://db:5432",
+    "mysql": "mysql://db:3306",
+}
+BLOCKS = {name: SCHEMA["$defs"]["target"]["properties"][name] for name in KIND_ADDRESSES}
+
+
+def _examples_of(schema: dict[str, Any]) -> list[Any]:
+    if "$ref" in schema:
+        schema = SCHEMA["$defs"][schema["$ref"].removeprefix("#/$defs/")] | schema
+    return [*schema.get("examples", []), *(schema.get("enum") or [])]
+
+
+@st.composite
+def kind_targets(draw: st.DrawFn) -> dict[str, Any]:
+    """A target of any kind whose block holds the schema's examples, and wrong values of any type."""
+    name = draw(st.sampled_from(sorted(KIND_ADDRESSES)))
+    properties = BLOCKS[name].get("properties", {})
+    block: dict[str, Any] = {}
+    for key in draw(st.lists(st.sampled_from(sorted(properties) or ["x"]), max_size=4, unique=True)):
+        examples = _examples_of(properties.get(key, {}))
+        block[key] = draw(st.one_of(st.sampled_from(examples), ANY) if examples else ANY)
+    return {"address": KIND_ADDRESSES[name], name: draw(st.one_of(st.just(block), ANY))}
+
+
+@FAST
+@given(kind_targets())
+def test_any_kind_block_is_refused_in_words_or_accepted_as_the_schema_does(target: dict[str, Any]) -> None:
+    """A value of a wrong type in any kind's block is a message (it was a TypeError traceback
+    for `dns: {expect: 5}`), and a block the loader accepts is one the schema accepts."""
+    document = {"targets": [target]}
+    if _loader_accepts(document):
+        errors = [error.message for error in VALIDATOR.iter_errors(document)]
+        assert not errors, (document, errors)
