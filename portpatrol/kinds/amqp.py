@@ -179,12 +179,9 @@ def _vhost(path: str) -> str:
 
 def _decoded(text: str, what: str) -> str:
     """Percent-decoded as the RabbitMQ URI spec says, the result UTF-8 like every AMQP string."""
-    from urllib.parse import unquote
+    from portpatrol.address import percent_decoded
 
-    try:
-        return unquote(text, errors="strict")
-    except UnicodeDecodeError:
-        raise ValueError(f"the {what} is not UTF-8 once percent-decoded {EXAMPLE}") from None
+    return percent_decoded(text, what, EXAMPLE)
 
 
 def secrets(settings: Settings) -> frozenset[str]:
@@ -192,16 +189,16 @@ def secrets(settings: Settings) -> frozenset[str]:
 
 
 def describe(settings: Settings) -> str:
+    from portpatrol.address import authority
     from portpatrol.text import printable
 
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
     vhost = printable(settings.vhost) if settings.vhost else '""'
     tls = "off"
     if settings.tls:
         tls = "verify" if settings.verify else "skip-verify"
         tls += f" ca_file={printable(settings.ca_file)}" if settings.ca_file else ""
     login = "no" if settings.user is None else f"yes user={printable(settings.user)}"
-    return f"{host}:{settings.port} vhost={vhost} login={login} tls={tls}"
+    return f"{authority(settings.host, settings.port)} vhost={vhost} login={login} tls={tls}"
 
 
 # --------------------------------------------------------------------------- one attempt

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from portpatrol import grpcwire
-from portpatrol.address import split_netloc
+from portpatrol.address import authority, split_netloc
 from portpatrol.errors import NotReady
 from portpatrol.text import quote
 from portpatrol.values import parse_bool
@@ -122,8 +122,7 @@ class Settings:
 
     @property
     def authority(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return authority(self.host, self.port)
 
 
 def parse(address: str, block: Mapping[str, Any]) -> Settings:

@@ -44,7 +44,7 @@ import contextlib
 from dataclasses import dataclass, field
 
 from portpatrol import mysqlwire
-from portpatrol.address import Address, mask_userinfo
+from portpatrol.address import Address, authority, mask_userinfo
 from portpatrol.errors import BadValue, NotReady
 from portpatrol.model import Kind
 from portpatrol.wire import Wire, peer_text
@@ -272,8 +272,7 @@ def secrets(settings: Settings) -> frozenset[str]:
 
 
 def describe(settings: Settings) -> str:
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    parts = [f"{host}:{settings.port}"]
+    parts = [authority(settings.host, settings.port)]
     if settings.database:
         parts.append(f"database={peer_text(settings.database, 80)}")
     parts.append(f"login=yes user={peer_text(settings.user, 80)}" if settings.user else "login=no")
