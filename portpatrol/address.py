@@ -118,6 +118,21 @@ def split_netloc(netloc: str, example: str) -> tuple[str, str, int | None]:
     return userinfo, host, int(port_text)
 
 
+def authority(host: str, port: int) -> str:
+    """`host:port` as an address writes it, an IPv6 address in brackets (`[::1]:5432`)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def percent_decoded(text: str, what: str, example: str) -> str:
+    """User info or a path segment percent-decoded (`p%40ss` is `p@ss`), the result UTF-8."""
+    from urllib.parse import unquote
+
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        raise ValueError(f"the {what} is not UTF-8 once percent-decoded {example}") from None
+
+
 def mask_userinfo(userinfo: str, text: str) -> tuple[str, frozenset[str]]:
     """Hide the whole user info of `user:password@` (or a bare `token@`) in the display form: a
     token is often written as the user (`https://TOKEN@host`, `TOKEN:x-oauth-basic@`, `TOKEN:@`),

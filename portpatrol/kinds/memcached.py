@@ -65,8 +65,9 @@ def secrets(settings: Settings) -> frozenset[str]:
 
 
 def describe(settings: Settings) -> str:
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    return f"{host}:{settings.port} login=no tls=off"
+    from portpatrol.address import authority
+
+    return f"{authority(settings.host, settings.port)} login=no tls=off"
 
 
 def attempt(settings: Settings, deadline: float, bound: float) -> None:

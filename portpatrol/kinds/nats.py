@@ -163,9 +163,9 @@ def secrets(settings: Settings) -> frozenset[str]:
 
 
 def describe(settings: Settings) -> str:
+    from portpatrol.address import authority
     from portpatrol.text import printable
 
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
     login = "no"
     if settings.user is not None:
         login = f"yes user={printable(settings.user)}"
@@ -175,7 +175,7 @@ def describe(settings: Settings) -> str:
         "verify" if settings.verify else "skip-verify"
     )
     tls += f" ca_file={printable(settings.ca_file)}" if settings.ca_file else ""
-    return f"{host}:{settings.port} login={login} tls={tls}"
+    return f"{authority(settings.host, settings.port)} login={login} tls={tls}"
 
 
 # --------------------------------------------------------------------------- one attempt

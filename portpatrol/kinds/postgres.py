@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 
 from portpatrol import pgwire
-from portpatrol.address import Address, mask_userinfo
+from portpatrol.address import Address, authority, mask_userinfo
 from portpatrol.errors import BadValue, NotReady
 from portpatrol.model import Kind, Record, set_fields
 from portpatrol.wire import Wire, peer_text
@@ -286,8 +286,7 @@ def secrets(settings: Settings) -> frozenset[str]:
 
 
 def describe(settings: Settings) -> str:
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    words = [f"{host}:{settings.port}"]
+    words = [authority(settings.host, settings.port)]
     if settings.login:
         words += [f"database={settings.database or settings.user}", f"login=yes user={settings.user}"]
     else:

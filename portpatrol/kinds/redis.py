@@ -121,9 +121,9 @@ class Settings(Record):
 
 
 def parse(address: str, block: Mapping[str, Any]) -> Settings:
-    from urllib.parse import unquote, urlsplit
+    from urllib.parse import urlsplit
 
-    from portpatrol.address import split_netloc
+    from portpatrol.address import percent_decoded, split_netloc
     from portpatrol.values import parse_bool
 
     try:
@@ -140,11 +140,8 @@ def parse(address: str, block: Mapping[str, Any]) -> Settings:
     password: str | None = None
     if userinfo:
         raw_user, _, raw_password = userinfo.partition(":") if ":" in userinfo else ("", "", userinfo)
-        try:
-            user = unquote(raw_user, errors="strict") or None
-            password = unquote(raw_password, errors="strict")
-        except UnicodeDecodeError:
-            raise ValueError(f"the user or password is not UTF-8 once percent-decoded {EXAMPLE}") from None
+        user = percent_decoded(raw_user, "user or password", EXAMPLE) or None
+        password = percent_decoded(raw_password, "user or password", EXAMPLE)
     user = block.get("user", user) or None
     password = block.get("password", password)
     if user is not None and not password:
@@ -182,9 +179,9 @@ def secrets(settings: Settings) -> frozenset[str]:
 
 
 def describe(settings: Settings) -> str:
+    from portpatrol.address import authority
     from portpatrol.text import printable
 
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
     tls = "off"
     if settings.tls:
         tls = "verify" if settings.verify else "skip-verify"
@@ -193,7 +190,7 @@ def describe(settings: Settings) -> str:
     if settings.password is not None:
         login = f"yes user={printable(settings.user)}" if settings.user else "yes"
     db = "default" if settings.db is None else str(settings.db)
-    return f"{host}:{settings.port} db={db} login={login} tls={tls}"
+    return f"{authority(settings.host, settings.port)} db={db} login={login} tls={tls}"
 
 
 # --------------------------------------------------------------------------- one attempt

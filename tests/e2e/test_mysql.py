@@ -17,6 +17,7 @@ from urllib.parse import quote
 import pytest
 import trustme
 
+from portpatrol import mysqlwire
 from portpatrol.errors import NotReady
 from portpatrol.kinds import mysql
 from tests.mysqlserver import APP_PASSWORD, APP_USER, MariaDB, install_template, make_dir
@@ -289,7 +290,7 @@ def test_a_tls_peer_that_stalls_the_handshake_is_bounded(server: MariaDB) -> Non
     payload = bytearray(offer[4:])
     version_end = payload.index(b"\0")
     caps_at = version_end + 1 + 4 + 8 + 1
-    caps = int.from_bytes(payload[caps_at : caps_at + 2], "little") | mysql.SSL
+    caps = int.from_bytes(payload[caps_at : caps_at + 2], "little") | mysqlwire.SSL
     payload[caps_at : caps_at + 2] = caps.to_bytes(2, "little")
 
     def stall(conn: socket.socket) -> None:

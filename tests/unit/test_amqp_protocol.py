@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from portpatrol import amqpwire
 from portpatrol.errors import NotReady
 from portpatrol.kinds import amqp
 from portpatrol.wire import Wire
@@ -203,8 +204,8 @@ def test_describe_shows_the_plan_and_never_the_password() -> None:
 # --------------------------------------------------------------------------- field tables
 
 
-def reader(data: bytes) -> amqp.Reader:
-    return amqp.Reader(data, "Connection.Start")
+def reader(data: bytes) -> amqpwire.Reader:
+    return amqpwire.Reader(data, "Connection.Start")
 
 
 def test_every_field_type_is_read() -> None:
@@ -308,7 +309,7 @@ def test_with_credentials_the_connection_opens_and_closes() -> None:
 
     Peer(broker).converse(target)
     assert [(c, m) for c, m, _ in seen] == [(10, 11), (10, 31), (10, 40), (10, 50)]
-    start_ok = amqp.Reader(seen[0][2], "Start-Ok")
+    start_ok = amqpwire.Reader(seen[0][2], "Start-Ok")
     properties = start_ok.table()
     assert properties["product"] == "portpatrol"
     assert properties["capabilities"] == {"authentication_failure_close": True}

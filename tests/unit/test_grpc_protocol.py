@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from portpatrol import grpcwire
 from portpatrol.errors import NotReady
 from portpatrol.kinds import grpc as kind
 from portpatrol.wire import Wire
@@ -26,29 +27,31 @@ from portpatrol.wire import Wire
 
 @given(st.text())
 def test_request_encodes_as_protobuf_does(service: str) -> None:
-    assert kind.encode_request(service) == health_pb2.HealthCheckRequest(service=service).SerializeToString()
+    assert (
+        grpcwire.encode_request(service) == health_pb2.HealthCheckRequest(service=service).SerializeToString()
+    )
 
 
 def test_request_bytes() -> None:
-    assert kind.encode_request("") == b""
-    assert kind.encode_request("a.B") == b"\x0a\x03a.B"
-    assert kind.encode_request("x" * 200)[:3] == b"\x0a\xc8\x01"  # a two-byte varint length
+    assert grpcwire.encode_request("") == b""
+    assert grpcwire.encode_request("a.B") == b"\x0a\x03a.B"
+    assert grpcwire.encode_request("x" * 200)[:3] == b"\x0a\xc8\x01"  # a two-byte varint length
 
 
 @given(st.integers(min_value=-(2**31), max_value=2**31 - 1))
 def test_response_decodes_as_protobuf_encodes(status: int) -> None:
     data = health_pb2.HealthCheckResponse(status=status).SerializeToString()
-    assert kind.decode_response(data) % 2**32 == status % 2**32  # negative enums are 10-byte varints
+    assert grpcwire.decode_response(data) % 2**32 == status % 2**32  # negative enums are 10-byte varints
 
 
 def _field(number: int, wire_type: int, value: bytes | int) -> bytes:
-    key = kind.encode_varint(number << 3 | wire_type)
+    key = grpcwire.encode_varint(number << 3 | wire_type)
     if wire_type == 0:
         assert isinstance(value, int)
-        return key + kind.encode_varint(value)
+        return key + grpcwire.encode_varint(value)
     assert isinstance(value, bytes)
     if wire_type == 2:
-        return key + kind.encode_varint(len(value)) + value
+        return key + grpcwire.encode_varint(len(value)) + value
     return key + value
 
 
@@ -66,13 +69,13 @@ unknown_fields = st.lists(
 @given(unknown_fields, st.integers(0, 3), unknown_fields)
 def test_unknown_fields_are_skipped(before: list[bytes], status: int, after: list[bytes]) -> None:
     data = b"".join(before) + _field(1, 0, status) + b"".join(after)
-    assert kind.decode_response(data) == status
+    assert grpcwire.decode_response(data) == status
     assert health_pb2.HealthCheckResponse.FromString(data).status == status  # the oracle agrees
 
 
 def test_absent_status_is_unknown_and_the_last_one_wins() -> None:
-    assert kind.decode_response(b"") == 0
-    assert kind.decode_response(b"\x08\x02\x08\x01") == 1
+    assert grpcwire.decode_response(b"") == 0
+    assert grpcwire.decode_response(b"\x08\x02\x08\x01") == 1
 
 
 @pytest.mark.parametrize(
@@ -88,41 +91,43 @@ def test_absent_status_is_unknown_and_the_last_one_wins() -> None:
 )
 def test_malformed_responses_are_named(data: bytes, why: str) -> None:
     with pytest.raises(ValueError, match=why):
-        kind.decode_response(data)
+        grpcwire.decode_response(data)
 
 
 @given(st.binary(max_size=64))
 def test_any_bytes_decode_or_raise_valueerror(data: bytes) -> None:
     with contextlib.suppress(ValueError):
-        assert kind.decode_response(data) >= 0
+        assert grpcwire.decode_response(data) >= 0
 
 
 # --------------------------------------------------------------------------- gRPC framing and text
 
 
 def test_length_prefix() -> None:
-    assert kind.frame_message(b"\x08\x01") == b"\x00\x00\x00\x00\x02\x08\x01"
-    assert kind.unframe_message(b"\x00\x00\x00\x00\x02\x08\x01") == b"\x08\x01"
+    assert grpcwire.frame_message(b"\x08\x01") == b"\x00\x00\x00\x00\x02\x08\x01"
+    assert grpcwire.unframe_message(b"\x00\x00\x00\x00\x02\x08\x01") == b"\x08\x01"
     with pytest.raises(ValueError, match="compressed"):
-        kind.unframe_message(b"\x01\x00\x00\x00\x00")
+        grpcwire.unframe_message(b"\x01\x00\x00\x00\x00")
     with pytest.raises(ValueError, match="2 bytes announced, 1 sent"):
-        kind.unframe_message(b"\x00\x00\x00\x00\x02\x08")
+        grpcwire.unframe_message(b"\x00\x00\x00\x00\x02\x08")
     with pytest.raises(ValueError, match="at least 5"):
-        kind.unframe_message(b"")
+        grpcwire.unframe_message(b"")
 
 
 @given(st.text())
 def test_percent_decoding_inverts_percent_encoding(text: str) -> None:
-    assert kind.percent_decode(url_quote(text, safe="").encode()) == text.encode("utf-8", "replace").decode()
+    assert (
+        grpcwire.percent_decode(url_quote(text, safe="").encode()) == text.encode("utf-8", "replace").decode()
+    )
 
 
 @given(st.binary())
 def test_percent_decoding_never_fails(data: bytes) -> None:
-    assert isinstance(kind.percent_decode(data), str)
+    assert isinstance(grpcwire.percent_decode(data), str)
 
 
 def test_percent_decoding_leaves_malformed_escapes() -> None:
-    assert kind.percent_decode(b"caf%C3%A9 %zz 100% %4") == "café %zz 100% %4"
+    assert grpcwire.percent_decode(b"caf%C3%A9 %zz 100% %4") == "café %zz 100% %4"
 
 
 # --------------------------------------------------------------------------- the verdict on an answer
@@ -130,26 +135,26 @@ def test_percent_decoding_leaves_malformed_escapes() -> None:
 
 def _answer(
     status: str = "200", ctype: str = "application/grpc", data: bytes = b"", **trailers: str
-) -> kind.Answer:
+) -> grpcwire.Answer:
     headers = {":status": status, "content-type": ctype} if ctype else {":status": status}
-    return kind.Answer(headers, {k.replace("_", "-"): v for k, v in trailers.items()}, data)
+    return grpcwire.Answer(headers, {k.replace("_", "-"): v for k, v in trailers.items()}, data)
 
 
-SERVING = kind.frame_message(b"\x08\x01")
+SERVING = grpcwire.frame_message(b"\x08\x01")
 
 
 @pytest.mark.parametrize(
     ("answer", "service", "reason"),
     [
-        (_answer(data=kind.frame_message(b"\x08\x02"), grpc_status="0"), "", "the server is NOT_SERVING"),
+        (_answer(data=grpcwire.frame_message(b"\x08\x02"), grpc_status="0"), "", "the server is NOT_SERVING"),
         (
-            _answer(data=kind.frame_message(b"\x08\x03"), grpc_status="0"),
+            _answer(data=grpcwire.frame_message(b"\x08\x03"), grpc_status="0"),
             "a",
             'service "a" is SERVICE_UNKNOWN',
         ),
-        (_answer(data=kind.frame_message(b""), grpc_status="0"), "", "the server is UNKNOWN"),
+        (_answer(data=grpcwire.frame_message(b""), grpc_status="0"), "", "the server is UNKNOWN"),
         (
-            _answer(data=kind.frame_message(b"\x08\x09"), grpc_status="0"),
+            _answer(data=grpcwire.frame_message(b"\x08\x09"), grpc_status="0"),
             "",
             "status 9 (not in grpc.health.v1)",
         ),
@@ -172,7 +177,7 @@ SERVING = kind.frame_message(b"\x08\x01")
         (_answer(data=SERVING[:-1], grpc_status="0"), "", "not a HealthCheckResponse: a message of 2 bytes"),
     ],
 )
-def test_verdicts_name_what_was_seen(answer: kind.Answer, service: str, reason: str) -> None:
+def test_verdicts_name_what_was_seen(answer: grpcwire.Answer, service: str, reason: str) -> None:
     with pytest.raises(NotReady) as caught:
         kind.verdict(answer, service)
     assert reason in str(caught.value)
@@ -181,7 +186,7 @@ def test_verdicts_name_what_was_seen(answer: kind.Answer, service: str, reason: 
 def test_serving_is_ready_with_the_status_in_headers_or_trailers() -> None:
     kind.verdict(_answer(data=SERVING, grpc_status="0"), "")
     kind.verdict(
-        kind.Answer(
+        grpcwire.Answer(
             {":status": "200", "content-type": "application/grpc+proto", "grpc-status": "0"}, {}, SERVING
         ),
         "",
@@ -290,7 +295,9 @@ header_blocks = st.one_of(
     ),  # trailers
     header_fields.map(hpack.Encoder().encode),
 )
-messages = st.one_of(st.just(SERVING), st.binary(max_size=12).map(kind.frame_message), st.binary(max_size=12))
+messages = st.one_of(
+    st.just(SERVING), st.binary(max_size=12).map(grpcwire.frame_message), st.binary(max_size=12)
+)
 # Mostly frames a server could send on stream 1 (so h2 accepts them and the answer gets judged),
 # some anything at all.
 frames = st.one_of(

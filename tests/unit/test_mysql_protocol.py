@@ -18,6 +18,7 @@ import trustme
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from portpatrol import mysqlwire
 from portpatrol.errors import NotReady
 from portpatrol.kinds import mysql
 from portpatrol.wire import Wire
@@ -35,11 +36,11 @@ SHA2_HOLA = bytes.fromhex("a1c1e1e91bb6544ba7374b9c566d693e06ca070298acd10618c69
 
 
 def test_native_scramble_matches_the_published_capture() -> None:
-    assert mysql.native_scramble(b"root", NATIVE_CHALLENGE) == NATIVE_ROOT
+    assert mysqlwire.native_scramble(b"root", NATIVE_CHALLENGE) == NATIVE_ROOT
 
 
 def test_caching_sha2_scramble_matches_the_published_capture() -> None:
-    assert mysql.sha2_scramble(b"hola", SHA2_CHALLENGE) == SHA2_HOLA
+    assert mysqlwire.sha2_scramble(b"hola", SHA2_CHALLENGE) == SHA2_HOLA
 
 
 def test_native_scramble_passes_the_servers_check_of_the_documented_hash() -> None:
@@ -48,16 +49,16 @@ def test_native_scramble_passes_the_servers_check_of_the_documented_hash() -> No
     says: SHA1(response XOR SHA1(nonce + stored)) == stored."""
     stored = bytes.fromhex("6C8989366EAF75BB670AD8EA7A7FC1176A95CEF4")
     nonce = bytes(range(1, 21))
-    response = mysql.native_scramble(b"mypass", nonce)
+    response = mysqlwire.native_scramble(b"mypass", nonce)
     mask = hashlib.sha1(nonce + stored).digest()
     candidate = bytes(a ^ b for a, b in zip(response, mask, strict=True))
     assert hashlib.sha1(candidate).digest() == stored
-    assert mysql.native_scramble(b"not mypass", nonce) != response
+    assert mysqlwire.native_scramble(b"not mypass", nonce) != response
 
 
 def test_an_empty_password_is_an_empty_response() -> None:
-    assert mysql.native_scramble(b"", NATIVE_CHALLENGE) == b""
-    assert mysql.sha2_scramble(b"", SHA2_CHALLENGE) == b""
+    assert mysqlwire.native_scramble(b"", NATIVE_CHALLENGE) == b""
+    assert mysqlwire.sha2_scramble(b"", SHA2_CHALLENGE) == b""
 
 
 # --------------------------------------------------------------------------- addresses
@@ -160,20 +161,20 @@ def test_a_bad_address_never_shows_the_password() -> None:
     ],
 )
 def test_which_first_values_mean_ready(value: bytes | None, ready: bool) -> None:
-    assert mysql.truthy(value) is ready
+    assert mysqlwire.truthy(value) is ready
 
 
 # --------------------------------------------------------------------------- scripted servers
 
 NONCE = bytes(range(0x21, 0x21 + 20))  # printable, no NUL, as servers send
 SERVER_CAPS = (
-    mysql.LONG_PASSWORD
-    | mysql.CONNECT_WITH_DB
-    | mysql.PROTOCOL_41
-    | mysql.TRANSACTIONS
-    | mysql.SECURE_CONNECTION
-    | mysql.PLUGIN_AUTH
-    | mysql.PLUGIN_AUTH_LENENC
+    mysqlwire.LONG_PASSWORD
+    | mysqlwire.CONNECT_WITH_DB
+    | mysqlwire.PROTOCOL_41
+    | mysqlwire.TRANSACTIONS
+    | mysqlwire.SECURE_CONNECTION
+    | mysqlwire.PLUGIN_AUTH
+    | mysqlwire.PLUGIN_AUTH_LENENC
 )
 OK = b"\x00\x00\x00\x02\x00\x00\x00"
 
@@ -263,7 +264,7 @@ def login_fields(payload: bytes) -> tuple[int, bytes, bytes, bytes]:
     user, _, rest = rest.partition(b"\0")
     size = rest[0]
     auth, rest = rest[1 : 1 + size], rest[1 + size :]
-    if flags & mysql.CONNECT_WITH_DB:
+    if flags & mysqlwire.CONNECT_WITH_DB:
         _, _, rest = rest.partition(b"\0")
     plugin = rest.partition(b"\0")[0]
     return flags, user, auth, plugin
@@ -280,7 +281,7 @@ def test_caching_sha2_fast_path_then_a_query_then_com_quit() -> None:
         seq, login = peer.read()
         _flags, user, auth, plugin = login_fields(login)
         assert (seq, user, plugin) == (1, b"app", b"caching_sha2_password")
-        assert auth == mysql.sha2_scramble(b"hola", NONCE)
+        assert auth == mysqlwire.sha2_scramble(b"hola", NONCE)
         peer.send(2, b"\x01\x03")  # fast authentication succeeded
         peer.send(3, OK)
         seq, query = peer.read()
@@ -305,7 +306,7 @@ def test_an_auth_switch_to_native_is_answered_with_the_new_nonce() -> None:
         peer.read()
         peer.send(2, b"\xfemysql_native_password\0" + fresh + b"\0")
         seq, answer = peer.read()
-        assert (seq, answer) == (3, mysql.native_scramble(b"hola", fresh))
+        assert (seq, answer) == (3, mysqlwire.native_scramble(b"hola", fresh))
         peer.send(4, OK)
         peer.read()
 
@@ -347,11 +348,11 @@ def test_full_caching_sha2_authentication_over_tls_sends_the_password(
     got: list[bytes] = []
 
     def script(peer: Peer) -> None:
-        peer.send(0, greeting(caps=SERVER_CAPS | mysql.SSL))
+        peer.send(0, greeting(caps=SERVER_CAPS | mysqlwire.SSL))
         seq, request = peer.read()
         assert seq == 1
         assert len(request) == 32
-        assert int.from_bytes(request[:4], "little") & mysql.SSL
+        assert int.from_bytes(request[:4], "little") & mysqlwire.SSL
         peer.sock = server_context.wrap_socket(peer.sock, server_side=True)
         seq, _login = peer.read()
         assert seq == 2
@@ -371,7 +372,7 @@ def test_verify_identity_refuses_a_certificate_for_another_name(
     server_context, ca = tls_files
 
     def script(peer: Peer) -> None:
-        peer.send(0, greeting(caps=SERVER_CAPS | mysql.SSL))
+        peer.send(0, greeting(caps=SERVER_CAPS | mysqlwire.SSL))
         peer.read()
         with pytest.raises(ssl.SSLError):
             server_context.wrap_socket(peer.sock, server_side=True)
@@ -418,7 +419,7 @@ def test_an_endless_auth_switch_loop_ends() -> None:
             pass
 
     reason, _ = converse(script, USER)
-    assert reason == f"the login did not end within {mysql.MAX_AUTH_STEPS} steps"
+    assert reason == f"the login did not end within {mysqlwire.MAX_AUTH_STEPS} steps"
 
 
 @pytest.mark.parametrize(
@@ -453,7 +454,8 @@ def test_required_tls_from_a_server_without_it() -> None:
 def test_an_absurd_length_is_refused_before_it_is_read() -> None:
     reason, _ = converse(lambda peer: peer.sock.sendall(b"\xff\xff\xff\x00"), mysql.Settings("h", 3306))
     assert (
-        reason == f"the server sent a packet of 16777215 bytes during the greeting (limit {mysql.MAX_PACKET})"
+        reason
+        == f"the server sent a packet of 16777215 bytes during the greeting (limit {mysqlwire.MAX_PACKET})"
     )
 
 
@@ -552,7 +554,7 @@ GREETINGS = st.builds(
     st.sampled_from([b"caching_sha2_password", b"mysql_native_password", b"client_ed25519", b""]),
     st.one_of(
         st.sampled_from(
-            [SERVER_CAPS, SERVER_CAPS & ~mysql.PLUGIN_AUTH_LENENC, SERVER_CAPS & ~mysql.PLUGIN_AUTH]
+            [SERVER_CAPS, SERVER_CAPS & ~mysqlwire.PLUGIN_AUTH_LENENC, SERVER_CAPS & ~mysqlwire.PLUGIN_AUTH]
         ),
         st.integers(0, 0xFFFFFFFF),
     ),
@@ -578,7 +580,7 @@ def test_a_greeting_then_arbitrary_packets_give_only_not_ready(
 @given(st.binary(max_size=200))
 def test_arbitrary_greetings_parse_or_are_not_ready(payload: bytes) -> None:
     with contextlib.suppress(NotReady):
-        mysql.parse_greeting(payload)
+        mysqlwire.parse_greeting(payload)
 
 
 def test_a_server_that_stops_after_the_first_row_does_not_hold_the_answer_to_the_deadline() -> None:
