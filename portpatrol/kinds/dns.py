@@ -225,8 +225,12 @@ def secrets(settings: Settings) -> frozenset[str]:
 
 
 def describe(settings: Settings) -> str:
+    from portpatrol.address import authority
+
     where = (
-        "system resolver" if settings.server is None else f"server {hostport(settings.server, settings.port)}"
+        "system resolver"
+        if settings.server is None
+        else f"server {authority(settings.server, settings.port)}"
     )
     line = f"{settings.name} type={settings.rtype} via {where}"
     if settings.expect:
@@ -236,15 +240,11 @@ def describe(settings: Settings) -> str:
     return printable(line)
 
 
-def hostport(server: str, port: int) -> str:
-    return f"[{server}]:{port}" if ":" in server else f"{server}:{port}"
-
-
 def attempt(settings: Settings, deadline: float, bound: float) -> None:
     if settings.server is None:
         answers = _system(settings, deadline)
     else:
-        from portpatrol.kinds.dnswire import ask
+        from portpatrol.dnswire import ask
 
         answers = ask(
             settings.server, settings.port, settings.name, settings.rtype, deadline=deadline, bound=bound

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from portpatrol import dnswire
 from portpatrol.errors import NotReady
-from portpatrol.kinds import dns, dnswire
+from portpatrol.kinds import dns
 
 QUESTION = b"\x02db\x04test\x00"
 

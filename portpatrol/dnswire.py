@@ -12,9 +12,9 @@ import struct
 import time
 from dataclasses import dataclass
 
+from portpatrol.address import authority
 from portpatrol.checks import reason, timed_out
 from portpatrol.errors import NotReady
-from portpatrol.kinds.dns import hostport
 
 TYPES = {"A": 1, "NS": 2, "CNAME": 5, "MX": 15, "TXT": 16, "AAAA": 28, "SRV": 33}
 _TYPE_NAMES = {code: name for name, code in TYPES.items()}
@@ -204,12 +204,12 @@ def _udp(asked: _Asked, deadline: float, bound: float) -> Response:
                 except Mismatch as error:
                     skipped = str(error)
         except OSError as error:
-            raise NotReady(f"udp {hostport(asked.server, asked.port)}: {reason(error, bound)}") from None
+            raise NotReady(f"udp {authority(asked.server, asked.port)}: {reason(error, bound)}") from None
     if skipped is not None:
         raise NotReady(
             f"{timed_out(bound)}; the server sent only messages that are not an answer ({skipped})"
         )
-    raise NotReady(f"{timed_out(bound)} from {hostport(asked.server, asked.port)}")
+    raise NotReady(f"{timed_out(bound)} from {authority(asked.server, asked.port)}")
 
 
 def _tcp(asked: _Asked, deadline: float, bound: float) -> Response:
