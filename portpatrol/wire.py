@@ -35,6 +35,26 @@ class Wire:
         self.bound = bound
         self._buffer = bytearray()
 
+    @classmethod
+    def opened(
+        cls, host: str, port: int, deadline: float, bound: float, make: type[socket.socket] | None = None
+    ) -> Wire:
+        """A wire to host:port, connected within the deadline (checks.net.connect); use it in a
+        `with` block, which closes it. `make` is the socket class (socket.socket by default)."""
+        from portpatrol.checks.net import connect
+
+        if make is None:
+            import socket
+
+            make = socket.socket
+        return cls(connect(host, port, deadline, bound, make), deadline, bound)
+
+    def __enter__(self) -> Wire:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.sock.close()
+
     def _left(self) -> float:
         left = self.deadline - time.monotonic()
         if left <= 0:

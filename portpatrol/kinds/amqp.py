@@ -205,20 +205,14 @@ def describe(settings: Settings) -> str:
 
 
 def attempt(settings: Settings, deadline: float, bound: float) -> None:
-    import socket
-
-    from portpatrol.checks.net import connect
     from portpatrol.wire import Wire
 
-    wire = Wire(connect(settings.host, settings.port, deadline, bound, socket.socket), deadline, bound)
-    try:
+    with Wire.opened(settings.host, settings.port, deadline, bound) as wire:
         if settings.tls:
             from portpatrol.tls import shared  # (ssl: only for TLS)
 
             wire.start_tls(shared(settings.verify, settings.ca_file), settings.host)
         converse(wire, settings)
-    finally:
-        wire.close()
 
 
 def converse(wire: Wire, settings: Settings) -> None:

@@ -187,32 +187,33 @@ def describe(settings: Settings) -> str:
 
 
 def attempt(settings: Settings, deadline: float, bound: float) -> None:
-    import socket
+    with Wire.opened(settings.host, settings.port, deadline, bound) as wire:
+        try:
+            _call(wire, settings)
+        except NotReady as error:
+            _explain(error, settings)
 
-    from portpatrol.checks.net import connect
 
-    wire = Wire(connect(settings.host, settings.port, deadline, bound, socket.socket), deadline, bound)
-    try:
-        if settings.context is not None:
-            wire.start_tls(settings.context, server_hostname=settings.host)  # ssl sends no SNI for an IP
-            chosen = wire.sock.selected_alpn_protocol()  # type: ignore[attr-defined]
-            if chosen != "h2":
-                raise NotReady(f"the server did not agree to HTTP/2 over TLS (ALPN {chosen or 'none'})")
-        health_check(wire, settings.authority, settings.service, "https" if settings.tls else "http")
-    except NotReady as error:
-        if str(error) != grpcwire.CLOSED_AT_PREFACE:
-            raise
-        if not settings.tls:  # a TLS-only server (grpcio's among them) or an HTTP/1-only one closes here
-            raise NotReady(f"{error} (does it want TLS, grpcs://, or speak only HTTP/1?)") from None
-        if not settings.cert_file:
-            # A server requiring a client certificate ends TLS 1.3 this way: the handshake looks
-            # complete to the client, and the server closes before its first HTTP/2 frame.
-            raise NotReady(
-                f"{error} right after TLS (does it require a client certificate? cert_file)"
-            ) from None
-        raise
-    finally:
-        wire.close()
+def _call(wire: Wire, settings: Settings) -> None:
+    if settings.context is not None:
+        wire.start_tls(settings.context, server_hostname=settings.host)  # ssl sends no SNI for an IP
+        chosen = wire.sock.selected_alpn_protocol()  # type: ignore[attr-defined]
+        if chosen != "h2":
+            raise NotReady(f"the server did not agree to HTTP/2 over TLS (ALPN {chosen or 'none'})")
+    health_check(wire, settings.authority, settings.service, "https" if settings.tls else "http")
+
+
+def _explain(error: NotReady, settings: Settings) -> None:
+    """Re-raises `error`, with a guess at the cause when the server closed at the preface."""
+    if str(error) != grpcwire.CLOSED_AT_PREFACE:
+        raise error
+    if not settings.tls:  # a TLS-only server (grpcio's among them) or an HTTP/1-only one closes here
+        raise NotReady(f"{error} (does it want TLS, grpcs://, or speak only HTTP/1?)") from None
+    if not settings.cert_file:
+        # A server requiring a client certificate ends TLS 1.3 this way: the handshake looks
+        # complete to the client, and the server closes before its first HTTP/2 frame.
+        raise NotReady(f"{error} right after TLS (does it require a client certificate? cert_file)") from None
+    raise error
 
 
 def health_check(wire: Wire, authority: str, service: str, scheme: str = "http") -> None:

@@ -71,16 +71,10 @@ def describe(settings: Settings) -> str:
 
 
 def attempt(settings: Settings, deadline: float, bound: float) -> None:
-    import socket
-
-    from portpatrol.checks.net import connect
     from portpatrol.wire import Wire
 
-    wire = Wire(connect(settings.host, settings.port, deadline, bound, socket.socket), deadline, bound)
-    try:
+    with Wire.opened(settings.host, settings.port, deadline, bound) as wire:
         converse(wire)
-    finally:
-        wire.close()
 
 
 def converse(wire: Wire) -> None:

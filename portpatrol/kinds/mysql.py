@@ -93,6 +93,7 @@ SCHEMA: dict[str, Any] = {
             "examples": ["SELECT COUNT(*) FROM flyway_schema_history"],
         },
         "ssl_mode": {
+            "type": "string",
             "enum": [*SSL_MODES, *(mode.lower() for mode in SSL_MODES)],
             "description": "As the mysql client's --ssl-mode (upper or lower case).",
             "default": "PREFERRED",
@@ -355,12 +356,5 @@ def converse(wire: Wire, settings: Settings) -> None:
 
 
 def attempt(settings: Settings, deadline: float, bound: float) -> None:
-    import socket
-
-    from portpatrol.checks.net import connect
-
-    wire = Wire(connect(settings.host, settings.port, deadline, bound, socket.socket), deadline, bound)
-    try:
+    with Wire.opened(settings.host, settings.port, deadline, bound) as wire:
         converse(wire, settings)
-    finally:
-        wire.close()

@@ -307,8 +307,6 @@ def describe(settings: Settings) -> str:
 def attempt(settings: Settings, deadline: float, bound: float) -> None:
     import _socket
 
-    from portpatrol.checks.net import connect
-
     # prefer without a login has nothing to protect, and the server's answer to a startup message
     # is the same with TLS or without (a hostssl-only server refuses with 28000: up, as pg_isready
     # says): no TLS then, which also keeps ssl out of the start-up of the commonest wait.
@@ -321,11 +319,8 @@ def attempt(settings: Settings, deadline: float, bound: float) -> None:
         import socket
 
         make = socket.socket
-    wire = Wire(connect(settings.host, settings.port, deadline, bound, make), deadline, bound)
-    try:
+    with Wire.opened(settings.host, settings.port, deadline, bound, make) as wire:
         converse(wire, settings, tls)
-    finally:
-        wire.close()
 
 
 _contexts: dict[tuple[str, str | None], ssl.SSLContext] = {}

@@ -353,6 +353,9 @@ class Checker:
         if "type" in schema and not _has_type(value, schema["type"]):
             self.add(path, self.mismatch(value, schema))
             return None
+        if "enum" in schema and not isinstance(value, str) and value not in schema["enum"]:
+            self.add(path, f"expected one of {', '.join(map(str, schema['enum']))}, got {kind_of(value)}")
+            return None
         return schema
 
     def conform_list(self, path: JsonPath, value: Seq, schema: dict[str, Any], block: Block) -> Any:

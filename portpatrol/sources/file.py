@@ -4,8 +4,8 @@ The schema is the one description of the format. The loader interprets it (sourc
 the keys, types, patterns, bounds and enums of the common keys and of every kind's block are read
 from it, and nothing of a kind is written here; sources/yamlread.py reads the YAML. Its messages
 name the file, line and JSON path and give an example, every problem at once; property tests
-prove it accepts nothing jsonschema rejects. jsonschema itself costs ~110 ms to import, several times a wait's whole
-start-up, so only `portpatrol validate` runs it (schema_problems).
+prove it accepts nothing jsonschema rejects. jsonschema itself costs ~110 ms to import, several
+times a wait's whole start-up, so only `portpatrol validate` runs it (schema_problems).
 """
 
 from __future__ import annotations
