@@ -1,10 +1,9 @@
 """What the kinds share to talk to peers: the wording of failures (here), bounded lookups and
-connects (net), and the HTTP clients (plainhttp, http). Library exceptions become NotReady
-reasons inside the kinds."""
+connects (net), the HTTP clients (plainhttp, http) and the redirect and proxy policy they share
+(httppolicy). Library exceptions become NotReady reasons inside the kinds."""
 
 from __future__ import annotations
 
-import _socket
 import errno
 import os
 
@@ -13,6 +12,8 @@ from portpatrol.text import lower_first as lower_first  # re-exported: net and t
 from portpatrol.values import format_duration
 
 TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import _socket  # an annotation only: the HTTP kind's environment() hook imports this package at start
 
 
 def timed_out(bound: float) -> str:

@@ -1,4 +1,4 @@
-"""HTTP(S) through httpx: one request (and its redirects, followed here by kinds.http.next_hop as
+"""HTTP(S) through httpx: one request (and its redirects, followed here by httppolicy.next_hop as
 the plain-HTTP check does), ready when the status is in the expected set and the answer holds what
 `expect` says. The response is streamed: a redirect's body is never read (the connection closes),
 the final body goes through httpanswer.read_body, bounded, only when an expectation needs it.
@@ -25,8 +25,8 @@ import httpcore
 import httpx
 
 from portpatrol.checks import NotReady, net, reason, timed_out
+from portpatrol.checks.httppolicy import REDIRECTS, next_hop
 from portpatrol.errors import SetupError
-from portpatrol.kinds.http import REDIRECTS, next_hop
 from portpatrol.kinds.http import Settings as HttpSpec
 from portpatrol.kinds.httpanswer import ACCEPT_ENCODING
 from portpatrol.text import cut, lower_first

@@ -16,7 +16,7 @@ import socket
 import time
 
 from portpatrol.checks import NotReady, net, reason, timed_out
-from portpatrol.kinds.http import REDIRECTS, next_hop
+from portpatrol.checks.httppolicy import REDIRECTS, next_hop
 from portpatrol.kinds.http import Settings as HttpSpec
 
 TYPE_CHECKING = False
@@ -167,7 +167,7 @@ class PlainHttpCheck:
         return self._httpx
 
     def _follow(self, deadline: float) -> None:
-        """The final answer judged, following redirects by kinds.http.next_hop as the httpx check does."""
+        """The final answer judged, following redirects by httppolicy.next_hop as the httpx check does."""
         spec = self.spec
         address, method, headers, body = spec.url, spec.method, list(spec.headers), spec.body
         followed = 0

@@ -7,9 +7,10 @@ import re
 import pytest
 
 from portpatrol import kinds
+from portpatrol.checks.httppolicy import select_proxy
 from portpatrol.kinds import intended_kind, parse_address
 from portpatrol.kinds import parse_type as parse_check_type
-from portpatrol.kinds.http import StatusCodes, parse_headers, parse_method, parse_status_codes, select_proxy
+from portpatrol.kinds.http import StatusCodes, parse_headers, parse_method, parse_status_codes
 from portpatrol.model import Kind
 from portpatrol.text import mask_secrets, quote
 from portpatrol.values import format_duration, parse_bool, parse_duration, parse_threshold
