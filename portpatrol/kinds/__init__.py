@@ -20,7 +20,7 @@ The contract of a kind module (`portpatrol/kinds/<name>.py`), every name require
     def parse(address: str, block: Mapping[str, Any]) -> Settings
         # The address as written (a URL of one of SCHEMES) and the kind's block (from YAML, already
         # valid against SCHEMA; or from ENV, every value a string). Raises ValueError("what is wrong,
-        # and a valid example") for the first problem, or errors.BadValue(key, message) to name the
+        # and a valid example") for the first problem, or errors.BadValue((key, ...), message) to name the
         # block's key, or an ExceptionGroup of those to report every problem at once (http); the
         # message never holds a secret. Block problems are reported even when the address is wrong.
     def secrets(settings: Settings) -> frozenset[str]

@@ -581,8 +581,9 @@ def secrets(settings: Settings) -> frozenset[str]:
 
 def describe(settings: Settings) -> str:
     details = [settings.method, f"expect {settings.expected}"]
-    if len(settings.headers) > 1:
-        details.append("headers " + ",".join(name for name, _ in settings.headers[1:]))
+    names = [name for name, value in settings.headers if (name, value) != ("User-Agent", USER_AGENT)]
+    if names:  # the headers written, not the User-Agent portpatrol adds when none is
+        details.append("headers " + ",".join(names))
     details += ["skip TLS verify"] if settings.skip_tls_verify else []
     details += ["via proxy"] if settings.proxy else []
     details += [f"body {len(settings.body)} bytes"] if settings.body else []

@@ -86,3 +86,13 @@ def test_help_names_every_variable_of_every_kind() -> None:
     named = {name for kind in kinds.every() for name in kind.ENV}
     assert named
     assert sorted(name for name in named if name not in cli.ENVIRONMENT_HELP) == []
+
+
+def test_the_http_plan_line_names_every_header_written() -> None:
+    """The User-Agent portpatrol adds is left out, and only that: a User-Agent written in the
+    headers replaces it, and the first header written was dropped from the line then."""
+    http = kinds.module("http")
+    assert http.describe(http.parse("http://a/", {"headers": "X-A=1"})) == "GET, expect 200, headers X-A"
+    written = http.parse("http://a/", {"headers": "User-Agent=probe/1,X-A=1"})
+    assert http.describe(written) == "GET, expect 200, headers User-Agent,X-A"
+    assert http.describe(http.parse("http://a/", {})) == "GET, expect 200"

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 
+from portpatrol import kinds
 from portpatrol.errors import ConfigError, Problem
 from portpatrol.schema import SCHEMA_FILE, generated_text, schema_text
 from portpatrol.sources.file import loads
@@ -390,6 +391,12 @@ KIND_ADDRESSES = {
     "mysql": "mysql://db:3306",
 }
 BLOCKS = {name: SCHEMA["$defs"]["target"]["properties"][name] for name in KIND_ADDRESSES}
+
+
+def test_every_kind_with_a_block_has_an_address_here() -> None:
+    """So the property test below feeds every kind's block, a new kind's too."""
+    with_blocks = {kind.NAME for kind in kinds.every() if kind.SCHEMA is not None and kind.SCHEMES}
+    assert with_blocks == set(KIND_ADDRESSES)
 
 
 def _examples_of(schema: dict[str, Any]) -> list[Any]:
