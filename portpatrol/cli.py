@@ -17,8 +17,6 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from types import FrameType
     from typing import Any, NoReturn
-
-    from portpatrol.runner import Progress, Runner
 else:  # the C module under signal, which imports enum: ~4 ms of every pod's start-up
     import _signal
 
@@ -380,16 +378,19 @@ def _compile(
         collector.add(f"--workers={cut(str(args.workers), 20)}", "must be from 1 to 1024 (e.g. 48)")
     if not 0 <= args.jitter <= 1:
         collector.add(f"--jitter={args.jitter}", "must be from 0 (off) to 1 (e.g. 0.1)")
-    if args.report is not None and args.report != "-" and not _writable(args.report):
-        # Found now, not after a wait of minutes that then cannot say how it went.
-        collector.add(
-            f"--report={quote(mask_secrets(args.report))}",
-            "cannot be written: its folder must exist and be writable (e.g. --report /tmp/report.json)",
-        )
-    elif args.report not in (None, "-") and os.path.exists(args.report) and not os.path.isfile(args.report):
-        # The report replaces FILE by renaming a new file onto it; a FIFO would also hang the writer.
-        why = "is not a regular file (e.g. --report /tmp/report.json)"
-        collector.add(f"--report={quote(mask_secrets(args.report))}", why)
+    if args.report is not None and args.report != "-":
+        from portpatrol.report import writable
+
+        if not writable(args.report):
+            # Found now, not after a wait of minutes that then cannot say how it went.
+            collector.add(
+                f"--report={quote(mask_secrets(args.report))}",
+                "cannot be written: its folder must exist and be writable (e.g. --report /tmp/report.json)",
+            )
+        elif os.path.exists(args.report) and not os.path.isfile(args.report):
+            # The report replaces FILE by renaming a new file onto it; a FIFO would also hang the writer.
+            why = "is not a regular file (e.g. --report /tmp/report.json)"
+            collector.add(f"--report={quote(mask_secrets(args.report))}", why)
     problems = collector.problems
     settings = LogSettings()
     try:
@@ -521,8 +522,12 @@ def _wait(plan: Plan, settings: LogSettings, args: argparse.Namespace) -> int:
     except (OSError, RuntimeError, MemoryError) as error:
         output.write("ERROR", f"cannot go on waiting: {_refused(error)}")
         status = EXIT_ERROR
-    if args.report and not _report(args.report, runner, status) and status == EXIT_READY:
-        return EXIT_ERROR  # a wait that cannot say how it went is no success (nor a COMMAND run)
+    if args.report:
+        from portpatrol import report
+
+        written = report.write(args.report, runner.progress, status, print_out=_print_out, say=_say)
+        if not written and status == EXIT_READY:
+            return EXIT_ERROR  # a wait that cannot say how it went is no success (nor a COMMAND run)
     return status
 
 
@@ -541,71 +546,6 @@ def _refused(error: OSError | RuntimeError | MemoryError) -> str:
     if error.errno in (errno.EMFILE, errno.ENFILE):
         return f"{why} (raise ulimit -n, or give fewer targets or --workers)"
     return why
-
-
-def _writable(path: str) -> bool:
-    if not path or os.path.isdir(path):
-        return False
-    if os.path.exists(path):
-        return os.access(path, os.W_OK)
-    folder = os.path.dirname(path) or "."
-    return os.path.isdir(folder) and os.access(folder, os.W_OK)
-
-
-def _report(path: str, runner: Runner, status: int) -> bool:
-    """Writes the report to `path` (`-`: standard output); False, with a line, when it cannot."""
-    import json
-
-    from portpatrol.text import mask_tokens
-
-    def entry(item: Progress) -> dict[str, object]:
-        target = item.target
-        ready = item.ready_after is not None  # an earlier attempt's error is not a ready target's state
-        error = None if item.last_error is None or ready else mask_tokens(item.last_error, target.secrets)
-        # As the logs: the name is ours (from the address as written), the address and the peer's
-        # words are where a secret can be.
-        return {
-            "name": target.name,
-            "type": target.kind.value,
-            "address": mask_tokens(target.address, target.secrets),
-            "ready": item.ready_after is not None,
-            "attempts": item.attempts,
-            "time_to_ready": None if item.ready_after is None else round(item.ready_after, 3),
-            "last_error": error,
-        }
-
-    summary = {
-        "ready": status == EXIT_READY,
-        "exit_status": status,
-        "targets": [entry(p) for p in runner.progress],
-    }
-    text = json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
-    if path == "-":
-        try:
-            _print_out(text)
-        except (SetupError, BrokenPipeError):
-            return False
-        return True
-    # A new file renamed onto FILE: a reader sees the old report or the new one, never half of one.
-    # Beside the file a symbolic link points to, so the link stays and the rename stays in one folder.
-    real = os.path.realpath(path)
-    temporary = os.path.join(os.path.dirname(real), f".{os.path.basename(real)}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask decides, as open()
-        try:
-            with open(fd, "w", encoding="utf-8") as out:
-                out.write(text)
-            os.replace(temporary, real)
-        except BaseException:
-            os.unlink(temporary)
-            raise
-    except OSError as error:
-        from portpatrol.text import cut, mask_secrets, printable
-
-        shown = printable(cut(mask_secrets(path), 200))
-        _say(f"portpatrol: --report {shown}: cannot write: {error.strerror or error}")
-        return False
-    return True
 
 
 def _exec(command: list[str], environ: Mapping[str, str]) -> int:
