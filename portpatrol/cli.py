@@ -7,8 +7,7 @@ import sys
 
 from portpatrol import __version__
 from portpatrol.errors import ConfigError, Problem, SetupError
-from portpatrol.model import Plan, Timing
-from portpatrol.sources.env import LogSettings
+from portpatrol.sources.plan import compile_plan
 
 TYPE_CHECKING = False  # typing costs ~2 ms to import; its names are only needed by mypy here
 if TYPE_CHECKING:
@@ -16,9 +15,10 @@ if TYPE_CHECKING:
     import signal as _signal  # the same names as below, with types
     from collections.abc import Mapping, Sequence
     from types import FrameType
-    from typing import Any, NoReturn
+    from typing import NoReturn
 
-    from portpatrol.runner import Progress, Runner
+    from portpatrol.model import Plan
+    from portpatrol.sources.env import LogSettings
 else:  # the C module under signal, which imports enum: ~4 ms of every pod's start-up
     import _signal
 
@@ -181,10 +181,6 @@ SUCCESS_THRESHOLD do, below --interval and --dial-timeout). A value that is not 
 error (exit 2) even when no target of its kind is given; an option without an HTTP target too."""
 
 
-HTTP_OPTION_NAMES: tuple[str, ...] = ("--method", "--header", "--body", "--expect-status", "--expect-body")
-HTTP_OPTION_NAMES += ("--expect-json", "--max-body", "--ca-file", "--cert-file", "--key-file")
-
-
 def _http_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("HTTP options", HTTP_OPTIONS_HELP)
     add = group.add_argument
@@ -266,7 +262,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             )
         if command is not None and not command[0]:  # execve refuses it, after the whole wait
             raise ConfigError([Problem("arguments", "the COMMAND after -- is empty (e.g. -- python app.py)")])
-        plan, settings = _compile(args, environ, validate=validate)
+        plan, settings = compile_plan(args, environ, validate=validate)
         if validate:
             return _validate(plan)
         status = _wait(plan, settings, args)
@@ -318,143 +314,6 @@ def _say(line: str) -> None:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
         except (OSError, ValueError):
             pass
-
-
-def _compile(
-    args: argparse.Namespace, environ: Mapping[str, str], *, validate: bool = False
-) -> tuple[Plan, LogSettings]:
-    """The plan from every source, and the log settings. Every problem of every source is
-    reported at once. `validate` also checks a config file by the published schema itself."""
-    from portpatrol import sources
-    from portpatrol.sources import env
-    from portpatrol.text import cut, mask_secrets, quote, shown_value
-    from portpatrol.values import parse_duration
-
-    collector = sources.Collector()
-    if args.no_env and not validate:
-        collector.add("--no-env", "is for validate only (e.g. portpatrol validate --no-env --config FILE)")
-    elif args.no_env:  # the file's shape and values without the environment: no variable is set
-        environ = {}
-        from portpatrol import tls
-
-        tls.READ_FILES = False  # nor are the CA and certificate files it names mounted here
-
-    def duration(where: str, text: str | None) -> float | None:
-        # Shown only when it looks like a mistyped duration: `--timeout "$T" URL` with T empty
-        # makes the URL, password and all, the value.
-        shown = text and shown_value(text, "0123456789.nsuµμmh +-")
-        return (
-            None
-            if not text
-            else collector.parse(f"{where}={shown}" if shown else where, text, parse_duration)
-        )
-
-    for option, value, example in (
-        ("--timeout", args.timeout, "30s"),
-        ("--interval", args.interval, "30s"),
-        ("--dial-timeout", args.dial_timeout, "30s"),
-        ("--max-interval", args.max_interval, "30s"),
-        ("--config", args.config, "/etc/portpatrol/targets.yaml"),
-    ):
-        # An option given empty is a mistake (`--timeout "$T"` with T unset must not quietly wait
-        # forever); an empty variable counts as unset, as every variable of the original.
-        if value == "":
-            collector.add(f'{option}=""', f"is empty (e.g. {option} {example})")
-    option_timeout = duration("--timeout", args.timeout)
-    env_timeout = duration("PORTPATROL_TIMEOUT", environ.get("PORTPATROL_TIMEOUT"))
-    timeout = option_timeout or env_timeout  # both are checked, though the option wins
-    timing = Timing(
-        duration("--interval", args.interval) or 2.0,
-        duration("--dial-timeout", args.dial_timeout) or 1.0,
-        1,
-        _backoff_factor(collector, args.backoff_factor),
-        duration("--max-interval", args.max_interval),
-        args.invert,
-    )
-    http_options: dict[str, str | list[str]] = {
-        option: value
-        for option in HTTP_OPTION_NAMES
-        if (value := getattr(args, option[2:].replace("-", "_"))) is not None
-    }
-    if not 1 <= args.workers <= 1024:
-        collector.add(f"--workers={cut(str(args.workers), 20)}", "must be from 1 to 1024 (e.g. 48)")
-    if not 0 <= args.jitter <= 1:
-        collector.add(f"--jitter={args.jitter}", "must be from 0 (off) to 1 (e.g. 0.1)")
-    if args.report is not None and args.report != "-" and not _writable(args.report):
-        # Found now, not after a wait of minutes that then cannot say how it went.
-        collector.add(
-            f"--report={quote(mask_secrets(args.report))}",
-            "cannot be written: its folder must exist and be writable (e.g. --report /tmp/report.json)",
-        )
-    elif args.report not in (None, "-") and os.path.exists(args.report) and not os.path.isfile(args.report):
-        # The report replaces FILE by renaming a new file onto it; a FIFO would also hang the writer.
-        why = "is not a regular file (e.g. --report /tmp/report.json)"
-        collector.add(f"--report={quote(mask_secrets(args.report))}", why)
-    problems = collector.problems
-    settings = LogSettings()
-    try:
-        settings = env.log_settings(environ)
-    except ConfigError as error:
-        problems += error.problems
-    targets = []
-    config = args.config or environ.get("PORTPATROL_CONFIG") or None
-    try:
-        targets += env.targets(environ)
-    except ConfigError as error:
-        problems += error.problems
-    if config:
-        from portpatrol.sources import file
-
-        try:
-            loaded = file.load(config, environ, check_schema=validate, no_env=args.no_env)
-            targets += loaded.targets
-            timeout = timeout or loaded.timeout
-        except ConfigError as error:
-            problems += error.problems
-    if args.targets or http_options:
-        from portpatrol.sources import args as arguments
-
-        own = arguments.environment_timing(environ, collector)  # the variables, below the options
-        timing = Timing(
-            timing.interval if args.interval else own.interval,
-            timing.dial_timeout if args.dial_timeout else own.dial_timeout,
-            own.success_threshold,
-            timing.backoff_factor if args.backoff_factor else own.backoff_factor,
-            timing.max_interval if args.max_interval else own.max_interval,
-            args.invert,
-        )
-        try:
-            targets += arguments.targets(args.targets, timing, environ, http_options)
-        except ConfigError as error:
-            problems += error.problems
-    read = any(target.kind.value == "HTTP" for target in targets)  # its source checked them
-    if not read and any(key.startswith("HTTP_") and value for key, value in environ.items()):
-        from portpatrol.sources import args as arguments
-
-        try:  # HTTP_ nonsense is an error even when no HTTP target reads it (said once, below)
-            arguments.check_http_environment(environ)
-        except ConfigError as error:
-            problems += error.problems
-    problems = list(dict.fromkeys(problems))
-    if not targets and not problems:
-        problems.append(
-            Problem(
-                "nothing to wait for",
-                "give a TARGET (e.g. portpatrol db:5432), --config FILE, or TARGET_ADDRESS=db:5432",
-            )
-        )
-    if problems:
-        raise ConfigError(problems)
-    return Plan(tuple(sources.distinct_names(targets)), timeout), settings
-
-
-def _backoff_factor(collector: Any, text: str | None) -> float:
-    from portpatrol.text import quote
-    from portpatrol.values import parse_backoff_factor
-
-    if text is None:
-        return 1.0
-    return collector.parse(f"--backoff-factor={quote(text)}", text, parse_backoff_factor) or 1.0
 
 
 def _validate(plan: Plan) -> int:
@@ -521,8 +380,12 @@ def _wait(plan: Plan, settings: LogSettings, args: argparse.Namespace) -> int:
     except (OSError, RuntimeError, MemoryError) as error:
         output.write("ERROR", f"cannot go on waiting: {_refused(error)}")
         status = EXIT_ERROR
-    if args.report and not _report(args.report, runner, status) and status == EXIT_READY:
-        return EXIT_ERROR  # a wait that cannot say how it went is no success (nor a COMMAND run)
+    if args.report:
+        from portpatrol import report
+
+        written = report.write(args.report, runner.progress, status, print_out=_print_out, say=_say)
+        if not written and status == EXIT_READY:
+            return EXIT_ERROR  # a wait that cannot say how it went is no success (nor a COMMAND run)
     return status
 
 
@@ -541,71 +404,6 @@ def _refused(error: OSError | RuntimeError | MemoryError) -> str:
     if error.errno in (errno.EMFILE, errno.ENFILE):
         return f"{why} (raise ulimit -n, or give fewer targets or --workers)"
     return why
-
-
-def _writable(path: str) -> bool:
-    if not path or os.path.isdir(path):
-        return False
-    if os.path.exists(path):
-        return os.access(path, os.W_OK)
-    folder = os.path.dirname(path) or "."
-    return os.path.isdir(folder) and os.access(folder, os.W_OK)
-
-
-def _report(path: str, runner: Runner, status: int) -> bool:
-    """Writes the report to `path` (`-`: standard output); False, with a line, when it cannot."""
-    import json
-
-    from portpatrol.text import mask_tokens
-
-    def entry(item: Progress) -> dict[str, object]:
-        target = item.target
-        ready = item.ready_after is not None  # an earlier attempt's error is not a ready target's state
-        error = None if item.last_error is None or ready else mask_tokens(item.last_error, target.secrets)
-        # As the logs: the name is ours (from the address as written), the address and the peer's
-        # words are where a secret can be.
-        return {
-            "name": target.name,
-            "type": target.kind.value,
-            "address": mask_tokens(target.address, target.secrets),
-            "ready": item.ready_after is not None,
-            "attempts": item.attempts,
-            "time_to_ready": None if item.ready_after is None else round(item.ready_after, 3),
-            "last_error": error,
-        }
-
-    summary = {
-        "ready": status == EXIT_READY,
-        "exit_status": status,
-        "targets": [entry(p) for p in runner.progress],
-    }
-    text = json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
-    if path == "-":
-        try:
-            _print_out(text)
-        except (SetupError, BrokenPipeError):
-            return False
-        return True
-    # A new file renamed onto FILE: a reader sees the old report or the new one, never half of one.
-    # Beside the file a symbolic link points to, so the link stays and the rename stays in one folder.
-    real = os.path.realpath(path)
-    temporary = os.path.join(os.path.dirname(real), f".{os.path.basename(real)}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask decides, as open()
-        try:
-            with open(fd, "w", encoding="utf-8") as out:
-                out.write(text)
-            os.replace(temporary, real)
-        except BaseException:
-            os.unlink(temporary)
-            raise
-    except OSError as error:
-        from portpatrol.text import cut, mask_secrets, printable
-
-        shown = printable(cut(mask_secrets(path), 200))
-        _say(f"portpatrol: --report {shown}: cannot write: {error.strerror or error}")
-        return False
-    return True
 
 
 def _exec(command: list[str], environ: Mapping[str, str]) -> int:
