@@ -133,6 +133,9 @@ class LogWriter:
         self.pending: list[str] = []  # event lines, written together by flush()
         self._second = -1
         self._stamp = ""
+        # A target's failure line after its time: the same while the reason stays the same, as it
+        # does for a long wait (3.0 → 1.7 µs a line, timeit over 1,000 targets). Target name: (error, text).
+        self._failed: dict[str, tuple[str, str]] = {}
 
     def __call__(self, event: Event) -> None:
         """Formats the event; the line is written by the next flush()."""
@@ -141,12 +144,14 @@ class LogWriter:
             case Waiting(target):
                 write("INFO", f"Waiting for {target.name} to become ready...", target)
             case Failed(target, error):
-                msg = f"{target.name} is not ready ✗"
                 if self._plain(target):  # most lines of a long wait: formatted directly
-                    line = f"time={self._time()} level=WARN msg={_text_value(msg)} error={_text_value(error)}"
-                    self.pending.append(line)
+                    known = self._failed.get(target.name)
+                    if known is None or known[0] != error:
+                        msg, why = _text_value(f"{target.name} is not ready ✗"), _text_value(error)
+                        known = self._failed[target.name] = (error, f" level=WARN msg={msg} error={why}")
+                    self.pending.append(f"time={self._time()}{known[1]}")
                 else:
-                    write("WARN", msg, target, error=error)
+                    write("WARN", f"{target.name} is not ready ✗", target, error=error)
             case Ready(target):
                 write("INFO", f"{target.name} {_ready_words(target)} ✓", target)
             case GaveUp(target, error, attempts):
