@@ -179,15 +179,18 @@ class Runner:
             if self._outcomes:  # connects that ended at once: no need to wait for them
                 continue
             self.idle()
-            if failed and now - woken < COALESCE:
-                # Many targets failing: let the outcomes of the next few milliseconds join these,
-                # so this thread wakes about 40 times a second, not once per attempt.
-                time.sleep(COALESCE - (now - woken))
             wake = ticked + TICK
             if self._fresh:
                 wake = min(wake, min(self._fresh)[0])
             for when in (due[0][0] if due else wake, self._bounds[0][0] if self._bounds else wake, deadline):
                 wake = wake if when is None else min(wake, when)
+            # Many targets failing: let the outcomes of the next few milliseconds join these, so
+            # this thread wakes about 40 times a second, not once per attempt. With nothing in
+            # flight (no connect, no worker) nothing can end the wait before `wake`: when that is
+            # later anyway, the wait below is the only wake-up, where a sleep first made two.
+            in_flight = self._connecting or self._pool is not None
+            if failed and now - woken < COALESCE and (in_flight or wake < woken + COALESCE):
+                time.sleep(COALESCE - (now - woken))
             self._wait(wake - self.clock())
             woken = self.clock()
         self.emit(AllReady(len(self.progress), self.clock() - start))
