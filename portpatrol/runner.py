@@ -108,6 +108,10 @@ class Runner:
         self._outcomes: list[tuple[int, str | None, float]] = []  # (target, error or None, when)
         self._connecting: dict[int, tuple[int, int, Connecting]] = {}  # fd: (target, serial, connect)
         self._bounds: list[tuple[float, int, int]] = []  # heap of (when, serial, fd) to give up on a connect
+        # Bounds of the connects begun since the last poll: most (a refused port) have ended by the
+        # next poll and never enter the heap, where a push and its stale pop one bound later cost
+        # ~2.3 µs a connect (a heap of ~475 for the idle benchmark's 1,000 refusing targets).
+        self._fresh: list[tuple[float, int, int]] = []
         self._serial = 0
         self._queued: list[int] = []  # TCP targets due while MAX_CONNECTING connects were in flight
         self._pool: _Pool | None = None
@@ -175,13 +179,18 @@ class Runner:
             if self._outcomes:  # connects that ended at once: no need to wait for them
                 continue
             self.idle()
-            if failed and now - woken < COALESCE:
-                # Many targets failing: let the outcomes of the next few milliseconds join these,
-                # so this thread wakes about 40 times a second, not once per attempt.
-                time.sleep(COALESCE - (now - woken))
             wake = ticked + TICK
+            if self._fresh:
+                wake = min(wake, min(self._fresh)[0])
             for when in (due[0][0] if due else wake, self._bounds[0][0] if self._bounds else wake, deadline):
                 wake = wake if when is None else min(wake, when)
+            # Many targets failing: let the outcomes of the next few milliseconds join these, so
+            # this thread wakes about 40 times a second, not once per attempt. With nothing in
+            # flight (no connect, no worker) nothing can end the wait before `wake`: when that is
+            # later anyway, the wait below is the only wake-up, where a sleep first made two.
+            in_flight = self._connecting or self._pool is not None
+            if failed and now - woken < COALESCE and (in_flight or wake < woken + COALESCE):
+                time.sleep(COALESCE - (now - woken))
             self._wait(wake - self.clock())
             woken = self.clock()
         self.emit(AllReady(len(self.progress), self.clock() - start))
@@ -207,7 +216,7 @@ class Runner:
                 return
             self._serial += 1
             self._connecting[connecting.fd] = (index, self._serial, connecting)
-            heappush(self._bounds, (now + connecting.bound, self._serial, connecting.fd))
+            self._fresh.append((now + connecting.bound, self._serial, connecting.fd))
             self._poll.register(connecting.fd, select.POLLOUT)
             return
         if self._pool is None:
@@ -241,6 +250,11 @@ class Runner:
             self._poll.unregister(fd)
             index, _, connecting = entry
             self._outcomes.append((index, connecting.result(), finished))
+        for bound in self._fresh:  # still in flight: its bound goes into the heap
+            entry = self._connecting.get(bound[2])
+            if entry is not None and entry[1] == bound[1]:
+                heappush(self._bounds, bound)
+        self._fresh.clear()
 
     def _give_up(self) -> None:
         for item in self.progress:

@@ -30,7 +30,12 @@ class Connecting:
         self.bound = bound
         self.sock = _socket.socket(family, _socket.SOCK_STREAM | _socket.SOCK_NONBLOCK)
         try:  # 0 (connected), EINPROGRESS (poll for it), or the reason at once (no route, ...)
-            self.code = self.sock.connect_ex(sockaddr)
+            code = self.sock.connect_ex(sockaddr)
+            if code == errno.EINPROGRESS:
+                # A port of this machine that refuses has answered within connect(): its reason
+                # is here already, and the runner need not poll for it (0: not yet, or connected).
+                code = self.sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR) or code
+            self.code = code
         except OSError:
             self.sock.close()
             raise

@@ -76,6 +76,15 @@ def test_the_failure_lines_shortcut_writes_what_the_general_path_writes(name: st
     assert shortcut == general
 
 
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "a b"]), st.sampled_from(["refused", "no answer", ""]))))
+def test_failure_lines_follow_each_targets_reason(failures: list[tuple[str, str]]) -> None:
+    """Failure lines are kept per target name and reason: one writer over many failures writes
+    what a new writer writes for each one alone."""
+    seen = lines([Failed(TCP.replace(name=name), error, 1) for name, error in failures])
+    alone = [lines([Failed(TCP.replace(name=name), error, 1)])[0] for name, error in failures]
+    assert seen == alone
+
+
 def test_error_on_every_failure_line_without_extra_fields() -> None:
     [line] = lines([Failed(TCP, "no answer within 1s", 3)])
     assert parse_line(line)["error"] == "no answer within 1s"

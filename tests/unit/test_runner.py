@@ -20,7 +20,7 @@ from portpatrol.events import AllReady, Event, Failed, GaveUp, Ready, Waiting
 from portpatrol.kinds.tcp import TcpSpec
 from portpatrol.model import Target, Timing
 from portpatrol.runner import Runner, pause
-from tests.peers import TcpListener
+from tests.peers import TcpListener, free_port
 
 
 def target(name: str, interval: float = 0.05, threshold: int = 1, dial_timeout: float = 1.0) -> Target:
@@ -301,3 +301,15 @@ def test_connects_beyond_the_cap_wait_for_a_free_one(monkeypatch: pytest.MonkeyP
         assert runner.run(5)
     assert len(events.of(Ready)) == 6
     assert runner._pool is None
+
+
+def test_no_sleep_before_a_later_attempt_with_nothing_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Failures are coalesced by a sleep; with no connect in flight and the next attempt further
+    off than that, the wait for the attempt is the only wake-up (a sleep first cost a second one)."""
+    sleeps: list[float] = []
+    monkeypatch.setattr("portpatrol.runner.time.sleep", sleeps.append)  # never called by this wait
+    events = Events()
+    runner = Runner([tcp("down", "127.0.0.1", free_port(), interval=0.2)], events.append, jitter=0.0)
+    assert not runner.run(0.9)
+    assert 3 <= len(events.of(Failed)) <= 5  # paced by the interval: at 0, 0.2, 0.4, 0.6, 0.8 s
+    assert sleeps == []
