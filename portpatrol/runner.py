@@ -3,7 +3,7 @@
 This thread keeps a heap of when each target is next due. A TCP attempt to an IP address is a
 non-blocking connect that this thread watches with poll() itself: a thousand waiting targets cost
 no thread and no hand-off per attempt (docs/performance.md). Every other attempt (a name to look
-up, HTTP, ICMP) goes to a bounded pool of worker threads, started only when one is needed, which
+up, HTTP, a protocol) goes to a bounded pool of worker threads, started only when one is needed, which
 report back through a pipe that the same poll() watches. So a thousand targets need no thousand
 threads, and an attempt that hangs (within its bound) delays no other target as long as fewer
 attempts hang than there are workers. Events are emitted from this thread only. A signal handler
