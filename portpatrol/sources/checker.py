@@ -64,7 +64,7 @@ class Block:
         self.written: dict[JsonPath, str] = {}  # key -> the text as written, before `${...}`
         self.interpolated: dict[JsonPath, frozenset[str]] = {}  # key -> what `${...}` put in
         # (JSON path, the schema's message, the value as written or None): problems that parse()
-        # may put better (see _Compiler.conform)
+        # may put better (see Checker.conform)
         self.deferred: list[tuple[JsonPath, str, str | None]] = []
 
     def shows(self, key: JsonPath) -> bool:
@@ -259,7 +259,7 @@ class Checker:
         text = self.string(path, value, expected=expected)
         if text is None:
             return None
-        if len(text) > _MAX_CHECKED or text.count("${") > _MAX_CHECKED_REFERENCES:
+        if _too_long(text):
             self.add(path, f"far too long for {expected} ({_LIMITS})", value=text)
             return None
         if not pattern.search(text):
@@ -394,9 +394,7 @@ class Checker:
         show = block.shows(key)
         pattern = schema.get("pattern")
         if pattern is not None:
-            if len(text) > _MAX_CHECKED or text.count("${") > _MAX_CHECKED_REFERENCES:
-                # the schema's `.*\$\{...\}.*` takes time quadratic in the length and in the number
-                # of `${` (a 100 KB duration of `${a:-` took 10 s), and no such value is ever meant
+            if _too_long(text):
                 self.add(path, f"far too long ({_LIMITS})", value=text if show else None)
                 return SKIP
             if not _compiled(pattern).search(text):
@@ -421,7 +419,7 @@ class Checker:
             shown = f" ({quote(value)})" if isinstance(value, str) else ""
             return f"expected true or false, got {got}{shown}"
         if wanted == "string" and isinstance(value, (int, float)):
-            if schema.get("pattern") == self.duration_re.pattern and not isinstance(value, bool):
+            if self.is_duration(schema) and not isinstance(value, bool):
                 return _number_for_duration(value)
             return f"{schema.get('title', 'the value')} must be a string, got {got} (quote it)"
         return f"expected {schema.get('title', _TYPE_NAMES[wanted])}, got {got}"
@@ -471,6 +469,13 @@ def _hint(name: str, known: Mapping[str, Any]) -> str:
 
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
     return f"did you mean {close[0]}?" if close else "expected one of " + ", ".join(known)
+
+
+def _too_long(text: str) -> bool:
+    r"""Too long to check by a pattern: the schema's `.*\$\{...\}.*` takes time quadratic in the
+    length and in the number of `${` (a 100 KB duration of `${a:-` took 10 s), and no value that
+    a pattern checks (a duration, a method, status codes) is ever meant to be that long."""
+    return len(text) > _MAX_CHECKED or text.count("${") > _MAX_CHECKED_REFERENCES
 
 
 def _number_for_duration(value: float) -> str:

@@ -64,7 +64,7 @@ def loads(
     """The plan in a config document; `where` names it in messages."""
     reader = Reader(where)
     root = reader.read(data)
-    plan = _Compiler(where, root, environ, reader.problems, no_env=no_env).plan()
+    plan = _Compiler(where, root, environ, reader.problems, _schema(), no_env=no_env).plan()
     # The document already read: a second read of the path would find a pipe (`--config <(...)`,
     # /dev/stdin) empty, or a file changed in between.
     if check_schema and (problems := _schema_verdict(root, where)):
@@ -100,18 +100,6 @@ TIMING_KEYS = ("interval", "dial_timeout", "success_threshold", "backoff_factor"
 
 class _Compiler(Checker):
     """Builds the plan: the document, its defaults, each target and its kind's block."""
-
-    def __init__(
-        self,
-        where: str,
-        root: Any,
-        environ: Mapping[str, str],
-        problems: list[tuple[int, Problem]],
-        *,
-        no_env: bool = False,
-    ) -> None:
-        super().__init__(where, root, environ, problems, _schema(), no_env=no_env)
-        self.types: list[str] = self.target_schema["properties"]["type"]["enum"]
 
     def kind_settings(  # noqa: PLR0917 (what target() found so far)
         self,
@@ -259,9 +247,9 @@ class _Compiler(Checker):
         check_type = None
         if "type" in item:
             check_type = self.string(
-                (*path, "type"), item["type"], expected="one of " + ", ".join(self.types)
+                (*path, "type"), item["type"], expected="one of " + ", ".join(kinds.TYPES)
             )
-            if check_type is not None and check_type not in self.types:
+            if check_type is not None and check_type not in kinds.TYPES:
                 self.add((*path, "type"), kinds.TYPE_HINT, value=check_type)
                 check_type = None
         secrets = set(shared)
