@@ -639,3 +639,18 @@ def test_ten_thousand_targets_load_without_quadratic_work() -> None:
     loaded = plan(text, {"TOKEN": "tok"})
     assert time.monotonic() - started < 10
     assert len(loaded.targets) == 10_000
+
+
+def test_variables_are_replaced_in_every_string_of_a_block_and_kept_secret() -> None:
+    text = (
+        "targets: [{address: 'http://a/', http: {expect: {body: '${WORD}', "
+        "json: [{path: '$.v', equals: '${WORD}'}]}, headers: [{name: X, value: '${WORD}'}]}}]"
+    )
+    target = one(text, {"WORD": "s3cret"})
+    expect = target.spec.expect
+    assert expect is not None
+    assert expect.body is not None
+    assert expect.body.pattern == "s3cret"
+    assert ("X", "s3cret") in target.spec.headers
+    assert "s3cret" in target.secrets
+    assert one(text.replace("'${WORD}'", "'$${WORD}'"), {}).spec.expect.body.pattern == "${WORD}"
